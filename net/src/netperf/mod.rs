@@ -1,0 +1,1 @@
+//! netperf 2.7 control protocol.
