@@ -1,0 +1,241 @@
+//! CPU tables and exception handling: the GDT with a TSS (whose first
+//! interrupt stack serves double faults, so a stack overflow is still
+//! reported), and an IDT whose exception entries print the vector, error
+//! code and RIP, then end QEMU with the panic status.
+//!
+//! Entry stubs are naked functions: each pushes its vector (and a zero where
+//! the CPU pushes no error code) so that one common path saves the
+//! caller-saved registers and calls Rust with a pointer to the frame.
+
+use core::arch::naked_asm;
+
+use spin::Once;
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::registers::control::Cr2;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::idt::InterruptDescriptorTable;
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::VirtAddr;
+
+use crate::exit::{exit_with, ExitCode};
+use crate::serial;
+
+/// Interrupt stack table slot of the double-fault stack (IST1).
+const DOUBLE_FAULT_IST_INDEX: u16 = 0;
+const DOUBLE_FAULT_STACK_BYTES: usize = 16 * 1024;
+const PAGE_FAULT_VECTOR: u64 = 14;
+
+#[repr(C, align(16))]
+struct Stack([u8; DOUBLE_FAULT_STACK_BYTES]);
+
+static mut DOUBLE_FAULT_STACK: Stack = Stack([0; DOUBLE_FAULT_STACK_BYTES]);
+static TSS: Once<TaskStateSegment> = Once::new();
+static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
+static IDT: Once<InterruptDescriptorTable> = Once::new();
+
+struct Selectors {
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss: SegmentSelector,
+}
+
+/// The registers the common entry path saves, then what the stub and the
+/// CPU pushed, lowest address first.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ExceptionFrame {
+    r11: u64,
+    r10: u64,
+    r9: u64,
+    r8: u64,
+    rdi: u64,
+    rsi: u64,
+    rdx: u64,
+    rcx: u64,
+    rax: u64,
+    vector: u64,
+    error_code: u64,
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+    ss: u64,
+}
+
+/// Loads the GDT, TSS and IDT.
+pub fn init() {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        let stack_start = VirtAddr::from_ptr(core::ptr::addr_of!(DOUBLE_FAULT_STACK));
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
+            stack_start + DOUBLE_FAULT_STACK_BYTES as u64;
+        tss
+    });
+
+    let (gdt, selectors) = GDT.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        (gdt, Selectors { code, data, tss })
+    });
+    gdt.load();
+    // SAFETY: the selectors index the GDT just loaded, whose code and data
+    // descriptors are flat 64-bit kernel segments.
+    unsafe {
+        CS::set_reg(selectors.code);
+        DS::set_reg(selectors.data);
+        ES::set_reg(selectors.data);
+        SS::set_reg(selectors.data);
+        load_tss(selectors.tss);
+    }
+
+    let idt = IDT.call_once(build_idt);
+    idt.load();
+}
+
+fn build_idt() -> InterruptDescriptorTable {
+    let mut idt = InterruptDescriptorTable::new();
+    macro_rules! install {
+        ($($field:ident => $stub:ident),* $(,)?) => {$(
+            // SAFETY: the stub is a naked entry function that follows the
+            // interrupt frame layout of its vector (error code or not).
+            unsafe { idt.$field.set_handler_addr(VirtAddr::new($stub as *const () as u64)); }
+        )*};
+    }
+    install!(
+        divide_error => vector_0,
+        debug => vector_1,
+        non_maskable_interrupt => vector_2,
+        breakpoint => vector_3,
+        overflow => vector_4,
+        bound_range_exceeded => vector_5,
+        invalid_opcode => vector_6,
+        device_not_available => vector_7,
+        invalid_tss => vector_10,
+        segment_not_present => vector_11,
+        stack_segment_fault => vector_12,
+        general_protection_fault => vector_13,
+        page_fault => vector_14,
+        x87_floating_point => vector_16,
+        alignment_check => vector_17,
+        machine_check => vector_18,
+        simd_floating_point => vector_19,
+        virtualization => vector_20,
+        cp_protection_exception => vector_21,
+    );
+    // SAFETY: as above; the double-fault stack is installed in the TSS at
+    // DOUBLE_FAULT_IST_INDEX by init().
+    unsafe {
+        idt.double_fault
+            .set_handler_addr(VirtAddr::new(vector_8 as *const () as u64))
+            .set_stack_index(DOUBLE_FAULT_IST_INDEX);
+    }
+    idt
+}
+
+macro_rules! exception_stub {
+    ($name:ident, $vector:literal) => {
+        #[unsafe(naked)]
+        extern "C" fn $name() {
+            naked_asm!("push 0", "push {vector}", "jmp {common}",
+                vector = const $vector, common = sym exception_common)
+        }
+    };
+    ($name:ident, $vector:literal, error_code) => {
+        #[unsafe(naked)]
+        extern "C" fn $name() {
+            naked_asm!("push {vector}", "jmp {common}",
+                vector = const $vector, common = sym exception_common)
+        }
+    };
+}
+
+exception_stub!(vector_0, 0);
+exception_stub!(vector_1, 1);
+exception_stub!(vector_2, 2);
+exception_stub!(vector_3, 3);
+exception_stub!(vector_4, 4);
+exception_stub!(vector_5, 5);
+exception_stub!(vector_6, 6);
+exception_stub!(vector_7, 7);
+exception_stub!(vector_8, 8, error_code);
+exception_stub!(vector_10, 10, error_code);
+exception_stub!(vector_11, 11, error_code);
+exception_stub!(vector_12, 12, error_code);
+exception_stub!(vector_13, 13, error_code);
+exception_stub!(vector_14, 14, error_code);
+exception_stub!(vector_16, 16);
+exception_stub!(vector_17, 17, error_code);
+exception_stub!(vector_18, 18);
+exception_stub!(vector_19, 19);
+exception_stub!(vector_20, 20);
+exception_stub!(vector_21, 21, error_code);
+
+/// Saves the caller-saved registers and calls [`exception_handler`] with the
+/// frame. The CPU aligned the stack to 16 bytes before its five pushes; with
+/// the two stub words and nine registers the call sees the ABI's alignment.
+#[unsafe(naked)]
+extern "C" fn exception_common() {
+    naked_asm!(
+        "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
+        "push r8", "push r9", "push r10", "push r11",
+        "mov rdi, rsp",
+        "cld",
+        "call {handler}",
+        "pop r11", "pop r10", "pop r9", "pop r8",
+        "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
+        "add rsp, 16",
+        "iretq",
+        handler = sym exception_handler,
+    )
+}
+
+/// Reports a CPU exception and ends QEMU: every exception in this kernel is
+/// a bug, because no code relies on one.
+extern "C" fn exception_handler(frame: &ExceptionFrame) {
+    serial::write_fmt_in_panic(format_args!(
+        "\nCPU EXCEPTION {} ({}) error code {:#x} at RIP {:#x} (RSP {:#x}, RFLAGS {:#x})\n",
+        frame.vector,
+        exception_name(frame.vector),
+        frame.error_code,
+        frame.rip,
+        frame.rsp,
+        frame.rflags
+    ));
+    if frame.vector == PAGE_FAULT_VECTOR {
+        serial::write_fmt_in_panic(format_args!(
+            "  faulting address (CR2) {:#x}\n",
+            Cr2::read_raw()
+        ));
+    }
+    serial::write_fmt_in_panic(format_args!("  {:x?}\n", frame));
+    exit_with(ExitCode::Panic)
+}
+
+fn exception_name(vector: u64) -> &'static str {
+    match vector {
+        0 => "divide error",
+        1 => "debug",
+        2 => "non-maskable interrupt",
+        3 => "breakpoint",
+        4 => "overflow",
+        5 => "bound range exceeded",
+        6 => "invalid opcode",
+        7 => "device not available",
+        8 => "double fault",
+        10 => "invalid TSS",
+        11 => "segment not present",
+        12 => "stack-segment fault",
+        13 => "general protection",
+        14 => "page fault",
+        16 => "x87 floating point",
+        17 => "alignment check",
+        18 => "machine check",
+        19 => "SIMD floating point",
+        20 => "virtualization",
+        21 => "control protection",
+        _ => "unknown",
+    }
+}
