@@ -9,6 +9,8 @@ mod exit;
 mod interrupts;
 mod logger;
 mod memory;
+mod paging;
+mod platform;
 mod serial;
 mod time;
 
@@ -51,6 +53,17 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
             error!("memory setup failed: {problem:?}");
             exit_with(ExitCode::BootFailure);
         }
+    }
+
+    match platform::find_ecam(boot_info.rsdp_address) {
+        Some(window) => {
+            info!("ECAM {:#x} buses {}-{}", window.base_address, window.start_bus, window.end_bus);
+            match paging::map_device_memory(window.base_address, window.length_bytes()) {
+                Ok(_) => info!("ECAM mapped"),
+                Err(problem) => error!("ECAM map failed: {problem:?}"),
+            }
+        }
+        None => info!("no MCFG table: PCI through port I/O"),
     }
 
     info!("boot took {} us", time::uptime_micros());

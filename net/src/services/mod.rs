@@ -1,0 +1,3 @@
+//! The network services the kernel runs, each as async tasks on the stack.
+
+pub mod echo;

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Build, boot, test and benchmark the unikernel. `./run.sh --help` lists
+# every command and option.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$here"
+
+target=x86_64-unknown-none
+qboot_rom=/usr/share/qemu/qboot.rom
+
+usage() {
+    cat <<'EOF'
+Usage:
+  ./run.sh [OPTIONS] [-- QEMU_ARGS...]   build the kernel and boot it in QEMU
+  ./run.sh test [CARGO_TEST_ARGS...]     run every test (host unit tests and QEMU tests)
+  ./run.sh build                         build the kernel image only
+
+Boot options (defaults in brackets):
+  --append 'KEY=VALUE ...'  kernel command line: ip=ADDR/PREFIX, gw=ADDR,
+                            log=off|error|warn|info|debug|trace,
+                            barriers=weak|strong  [empty]
+  --accel kvm|tcg           accelerator [kvm when the host has hardware
+                            virtualisation, else tcg]
+  --machine q35|pc          QEMU machine type [q35]
+  --firmware qboot|seabios  firmware [qboot when installed, else seabios]
+  --memory SIZE             guest memory, as QEMU's -m takes it [256M]
+  --echo-port PORT          host port on 127.0.0.1 forwarded to the guest's
+                            echo service, TCP and UDP port 7 [5007]
+  --nic-options OPTS        extra properties for -device virtio-net-pci,
+                            for example 'event_idx=off' [none]
+  --no-nic                  boot without a network device
+  --debug                   build and boot the debug profile [release]
+  --no-build                boot the image already built
+  -h, --help                show this help
+
+Everything after `--` goes to QEMU unchanged. The guest's serial console is
+this terminal; ./run.sh exits with the status the kernel gives (0 on a clean
+exit, 64 bad command line, 69 no usable NIC, 70 boot failure, 101 panic).
+EOF
+}
+
+log() { printf 'run.sh: %s\n' "$*" >&2; }
+die() { log "$*"; exit 2; }
+
+# Installs a Debian package when a command is missing and we are root;
+# otherwise says exactly what to install.
+ensure_command() {
+    local command=$1 package=$2
+    command -v "$command" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing $package (provides $command)"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" >/dev/null
+        command -v "$command" >/dev/null 2>&1 && return 0
+    fi
+    die "$command not found: install the Debian package $package (apt-get install $package)"
+}
+
+ensure_toolchain() {
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found: install Rust with rustup (https://rustup.rs)"
+    # rust-toolchain.toml names the target; rustup installs it on first use,
+    # but an older rustup does not, so ask for it explicitly.
+    if command -v rustup >/dev/null 2>&1 &&
+        ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+        rustup target add "$target" >/dev/null
+    fi
+}
+
+# Prints the kernel image path for a profile ("release" or "debug").
+kernel_image() {
+    echo "$here/target/$target/$1/kernel"
+}
+
+build_kernel() {
+    local profile=$1
+    ensure_toolchain
+    local flags=(--target "$target" -p kernel)
+    [ "$profile" = release ] && flags+=(--release)
+    cargo build "${flags[@]}" >&2
+}
+
+# Sets `accel` and `accel_reason`: KVM only when /dev/kvm is usable hardware
+# virtualisation. kvm_pvm (a paravirtual KVM) emulates kernel-mode guest code
+# and is far slower than TCG, so it counts as no KVM.
+choose_accel() {
+    accel=tcg
+    if [ -d /sys/module/kvm_pvm ]; then
+        accel_reason="/dev/kvm is kvm_pvm (paravirtual, emulates kernel-mode code, slower than TCG)"
+    elif [ ! -e /dev/kvm ]; then
+        accel_reason="/dev/kvm does not exist"
+    elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+        accel_reason="/dev/kvm is not readable and writable by this user"
+    else
+        accel=kvm
+        accel_reason="/dev/kvm offers hardware virtualisation"
+    fi
+}
+
+# Prints a CPU model for KVM: plain `-cpu host` aborts on hosts that do not
+# expose arch-capabilities, so start it paused for a second to see.
+kvm_cpu_model() {
+    qemu-system-x86_64 -accel kvm -cpu host -M q35 -nodefaults -no-user-config \
+        -display none -monitor none -serial none -S </dev/null >/dev/null 2>&1 &
+    local probe=$!
+    sleep 1
+    if kill -0 "$probe" 2>/dev/null; then
+        kill "$probe" 2>/dev/null || true
+        wait "$probe" 2>/dev/null || true
+        echo host
+    else
+        wait "$probe" 2>/dev/null || true
+        echo host,-arch-capabilities
+    fi
+}
+
+boot() {
+    local append="" accel="" machine=q35 firmware="" memory=256M echo_port=5007
+    local nic_options="" nic=yes profile=release build=yes
+    local qemu_extra=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --append) append=${2?--append needs a value}; shift 2 ;;
+            --accel) accel=${2?--accel needs kvm or tcg}; shift 2 ;;
+            --machine) machine=${2?--machine needs q35 or pc}; shift 2 ;;
+            --firmware) firmware=${2?--firmware needs qboot or seabios}; shift 2 ;;
+            --memory) memory=${2?--memory needs a size}; shift 2 ;;
+            --echo-port) echo_port=${2?--echo-port needs a port}; shift 2 ;;
+            --nic-options) nic_options=${2?--nic-options needs a value}; shift 2 ;;
+            --no-nic) nic=no; shift ;;
+            --debug) profile=debug; shift ;;
+            --no-build) build=no; shift ;;
+            -h|--help) usage; exit 0 ;;
+            --) shift; qemu_extra=("$@"); break ;;
+            *) usage >&2; die "unknown option '$1'" ;;
+        esac
+    done
+
+    case "$machine" in q35|pc) ;; *) die "invalid --machine '$machine': expected q35 or pc" ;; esac
+    case "$echo_port" in ''|*[!0-9]*) die "invalid --echo-port '$echo_port': expected a port number" ;; esac
+
+    ensure_command qemu-system-x86_64 qemu-system-x86
+    [ "$build" = yes ] && build_kernel "$profile"
+    local image
+    image=$(kernel_image "$profile")
+    [ -f "$image" ] || die "kernel image $image not found: run ./run.sh build first"
+
+    local cpu
+    if [ -z "$accel" ]; then
+        choose_accel
+        log "accelerator $accel: $accel_reason"
+    else
+        log "accelerator $accel (from --accel)"
+    fi
+    case "$accel" in
+        kvm) cpu=$(kvm_cpu_model) ;;
+        tcg) cpu=max ;;
+        *) die "invalid --accel '$accel': expected kvm or tcg" ;;
+    esac
+
+    local firmware_args=()
+    case "${firmware:-auto}" in
+        auto) [ -f "$qboot_rom" ] && firmware_args=(-bios "$qboot_rom") ;;
+        qboot)
+            [ -f "$qboot_rom" ] || die "qboot not found at $qboot_rom (it ships with qemu-system-x86)"
+            firmware_args=(-bios "$qboot_rom") ;;
+        seabios) ;;
+        *) die "invalid --firmware '$firmware': expected qboot or seabios" ;;
+    esac
+
+    local nic_args=()
+    if [ "$nic" = yes ]; then
+        local forwards="hostfwd=tcp:127.0.0.1:$echo_port-:7,hostfwd=udp:127.0.0.1:$echo_port-:7"
+        nic_args=(-netdev "user,id=net0,$forwards"
+            -device "virtio-net-pci,netdev=net0${nic_options:+,$nic_options}")
+    fi
+
+    local command=(qemu-system-x86_64 -M "$machine" -accel "$accel" -cpu "$cpu"
+        -m "$memory" -nodefaults -no-user-config -no-reboot
+        -display none -monitor none -serial stdio
+        "${firmware_args[@]}"
+        -kernel "$image" -append "$append"
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04
+        "${nic_args[@]}" "${qemu_extra[@]}")
+    log "${command[*]}"
+
+    # QEMU runs as a child so that its status can be mapped back and so that
+    # ending this script (by PID) also ends QEMU.
+    "${command[@]}" &
+    local qemu=$!
+    trap 'kill "$qemu" 2>/dev/null || true' INT TERM HUP EXIT
+    local status=0
+    wait "$qemu" || status=$?
+    trap - INT TERM HUP EXIT
+    # isa-debug-exit makes QEMU exit with (code << 1) | 1.
+    if [ $((status % 2)) -eq 1 ] && [ "$status" -lt 256 ]; then
+        exit $(((status - 1) / 2))
+    fi
+    exit "$status"
+}
+
+run_tests() {
+    ensure_toolchain
+    ensure_command qemu-system-x86_64 qemu-system-x86
+    build_kernel release
+    export KERNEL_IMAGE
+    KERNEL_IMAGE=$(kernel_image release)
+    cargo test --workspace --exclude kernel "$@"
+}
+
+case "${1:-}" in
+    test) shift; run_tests "$@" ;;
+    build) shift; build_kernel release; kernel_image release ;;
+    -h|--help|help) usage ;;
+    *) boot "$@" ;;
+esac
