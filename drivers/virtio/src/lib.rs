@@ -11,6 +11,9 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod features;
+pub mod transport;
+
 /// Device addresses of one split virtqueue's three areas, as the transport
 /// writes them to the device (virtio 1.2 section 4.1.4.3, `queue_desc`,
 /// `queue_driver`, `queue_device`).
