@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+mod devices;
 mod exit;
 mod interrupts;
 mod logger;
@@ -14,9 +15,19 @@ mod platform;
 mod serial;
 mod time;
 
-use boot::command_line::{LogLevel, Options};
+use alloc::rc::Rc;
+use core::cell::RefCell;
+
+use boot::command_line::{Barriers, LogLevel, Options};
 use boot::BootInfo;
 use log::{error, info, LevelFilter};
+use net::executor::{yield_now, Executor};
+use net::nic::NicDevice;
+use net::services::echo;
+use net::stack::{Stack, StackConfig};
+use smoltcp::time::Instant;
+use virtio::barrier::BarrierMode;
+use virtio_net::NetOptions;
 
 use crate::exit::{exit_with, ExitCode};
 
@@ -55,19 +66,98 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
         }
     }
 
-    match platform::find_ecam(boot_info.rsdp_address) {
+    let ecam = platform::find_ecam(boot_info.rsdp_address);
+    match ecam {
         Some(window) => {
             info!("ECAM {:#x} buses {}-{}", window.base_address, window.start_bus, window.end_bus);
-            match paging::map_device_memory(window.base_address, window.length_bytes()) {
-                Ok(_) => info!("ECAM mapped"),
-                Err(problem) => error!("ECAM map failed: {problem:?}"),
+            if let Err(problem) = paging::map_device_memory(window.base_address, window.length_bytes()) {
+                error!("cannot map ECAM at {:#x}: {problem:?}", window.base_address);
+                exit_with(ExitCode::BootFailure);
             }
         }
-        None => info!("no MCFG table: PCI through port I/O"),
+        None => info!("no MCFG table: PCI configuration through port I/O"),
     }
 
-    info!("boot took {} us", time::uptime_micros());
-    exit_with(ExitCode::Success)
+    let functions = devices::enumerate_pci(ecam, low_ram_end(boot_info));
+    let net_options = NetOptions {
+        barrier_mode: match options.barriers {
+            Barriers::Weak => BarrierMode::Weak,
+            Barriers::Strong => BarrierMode::Strong,
+        },
+        event_idx: true,
+    };
+    let Some(nic) = devices::start_nic(&functions, ecam, net_options) else {
+        error!("no usable NIC found: the kernel needs a virtio-net device (-device virtio-net-pci)");
+        exit_with(ExitCode::NoUsableNic);
+    };
+
+    let mut device = NicDevice::new(nic);
+    let stack = Stack::new(
+        StackConfig {
+            mac_address: device.nic().mac_address(),
+            address: options.address,
+            prefix_length: options.prefix_length,
+            gateway: Some(options.gateway),
+            random_seed: time::rdtsc(),
+        },
+        &mut device,
+        clock,
+    );
+    info!("interface {}/{} gateway {}", options.address, options.prefix_length, options.gateway);
+    let device = Rc::new(RefCell::new(device));
+
+    let mut executor = Executor::new();
+    let spawner = executor.spawner();
+    spawner.spawn_named("interface", {
+        let (stack, device) = (stack.clone(), device.clone());
+        async move {
+            loop {
+                stack.poll(&mut *device.borrow_mut());
+                yield_now().await;
+            }
+        }
+    });
+    spawner.spawn_named("echo-tcp", {
+        let (stack, spawner) = (stack.clone(), spawner.clone());
+        async move {
+            if let Err(problem) = echo::serve_tcp(stack, spawner, echo::ECHO_PORT).await {
+                error!("TCP echo stopped: {problem:?}");
+            }
+        }
+    });
+    spawner.spawn_named("echo-udp", {
+        let stack = stack.clone();
+        async move {
+            if let Err(problem) = echo::serve_udp(stack, echo::ECHO_PORT).await {
+                error!("UDP echo stopped: {problem:?}");
+            }
+        }
+    });
+    // One pass binds the services' sockets before the line below says so.
+    executor.run_once();
+    info!(
+        "echo listening on TCP and UDP port {} (boot took {} us)",
+        echo::ECHO_PORT,
+        time::uptime_micros()
+    );
+
+    executor.run(|_| core::hint::spin_loop())
+}
+
+/// Returns smoltcp's time: microseconds since the PVH entry.
+fn clock() -> Instant {
+    Instant::from_micros(time::uptime_micros() as i64)
+}
+
+/// Returns the end of usable RAM below 4 GiB, above which PCI windows lie.
+fn low_ram_end(boot_info: &BootInfo) -> u64 {
+    boot_info
+        .memory_regions()
+        .iter()
+        .filter(|region| region.is_usable() && region.start < 0x1_0000_0000)
+        .map(|region| region.end().min(0x1_0000_0000))
+        .max()
+        .unwrap_or(0)
 }
 
 fn level_filter(level: LogLevel) -> LevelFilter {

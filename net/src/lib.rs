@@ -2,6 +2,7 @@
 //!
 //! - [`executor`]: the single-CPU task executor the services run on.
 //! - [`stack`]: the smoltcp interface and socket set shared by all tasks.
+//! - [`nic`]: smoltcp's `Device` over the virtio-net driver.
 //! - [`tcp`], [`udp`]: async sockets over smoltcp.
 //! - [`services`]: echo and the other services.
 //! - [`netperf`]: netperf 2.7's control protocol as a pure codec.
@@ -20,6 +21,7 @@ pub mod tcp;
 mod testing;
 pub mod udp;
 pub mod netperf;
+pub mod nic;
 
 /// Errors of the socket layer and the services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
