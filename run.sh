@@ -15,11 +15,13 @@ Usage:
   ./run.sh [OPTIONS] [-- QEMU_ARGS...]   build the kernel and boot it in QEMU
   ./run.sh test [CARGO_TEST_ARGS...]     run every test (host unit tests and QEMU tests)
   ./run.sh build                         build the kernel image only
+  ./run.sh install                       install QEMU, netperf and the Rust target
 
 Boot options (defaults in brackets):
   --append 'KEY=VALUE ...'  kernel command line: ip=ADDR/PREFIX, gw=ADDR,
                             log=off|error|warn|info|debug|trace,
-                            barriers=weak|strong  [empty]
+                            barriers=weak|strong,
+                            netperf_data_ports=FIRST-LAST  [empty]
   --accel kvm|tcg           accelerator [kvm when the host has hardware
                             virtualisation, else tcg]
   --machine q35|pc          QEMU machine type [q35]
@@ -27,6 +29,13 @@ Boot options (defaults in brackets):
   --memory SIZE             guest memory, as QEMU's -m takes it [256M]
   --echo-port PORT          host port on 127.0.0.1 forwarded to the guest's
                             echo service, TCP and UDP port 7 [5007]
+  --discard-port PORT       host port forwarded to discard, TCP and UDP 9 [5009]
+  --chargen-port PORT       host port forwarded to chargen, TCP 19 [5019]
+  --netperf-port PORT       host port forwarded to the netperf control
+                            port, TCP 12865 [12865]
+  --data-ports FIRST-LAST   netperf data ports, forwarded TCP and UDP with the
+                            same numbers on host and guest, and passed to the
+                            kernel as netperf_data_ports [12866-12869]
   --nic-options OPTS        extra properties for -device virtio-net-pci,
                             for example 'event_idx=off' [none]
   --no-nic                  boot without a network device
@@ -117,6 +126,7 @@ kvm_cpu_model() {
 
 boot() {
     local append="" accel="" machine=q35 firmware="" memory=256M echo_port=5007
+    local discard_port=5009 chargen_port=5019 netperf_port=12865 data_ports=12866-12869
     local nic_options="" nic=yes profile=release build=yes
     local qemu_extra=()
     while [ $# -gt 0 ]; do
@@ -127,6 +137,10 @@ boot() {
             --firmware) firmware=${2?--firmware needs qboot or seabios}; shift 2 ;;
             --memory) memory=${2?--memory needs a size}; shift 2 ;;
             --echo-port) echo_port=${2?--echo-port needs a port}; shift 2 ;;
+            --discard-port) discard_port=${2?--discard-port needs a port}; shift 2 ;;
+            --chargen-port) chargen_port=${2?--chargen-port needs a port}; shift 2 ;;
+            --netperf-port) netperf_port=${2?--netperf-port needs a port}; shift 2 ;;
+            --data-ports) data_ports=${2?--data-ports needs FIRST-LAST}; shift 2 ;;
             --nic-options) nic_options=${2?--nic-options needs a value}; shift 2 ;;
             --no-nic) nic=no; shift ;;
             --debug) profile=debug; shift ;;
@@ -138,7 +152,19 @@ boot() {
     done
 
     case "$machine" in q35|pc) ;; *) die "invalid --machine '$machine': expected q35 or pc" ;; esac
-    case "$echo_port" in ''|*[!0-9]*) die "invalid --echo-port '$echo_port': expected a port number" ;; esac
+    local name value
+    for name in echo_port discard_port chargen_port netperf_port; do
+        value=${!name}
+        case "$value" in
+            ''|*[!0-9]*) die "invalid --${name//_/-} '$value': expected a port number" ;;
+        esac
+    done
+    local first_data_port=${data_ports%-*} last_data_port=${data_ports#*-}
+    case "$first_data_port$last_data_port" in
+        ''|*[!0-9]*) die "invalid --data-ports '$data_ports': expected FIRST-LAST" ;;
+    esac
+    [ "$first_data_port" -le "$last_data_port" ] ||
+        die "invalid --data-ports '$data_ports': FIRST is above LAST"
 
     ensure_command qemu-system-x86_64 qemu-system-x86
     [ "$build" = yes ] && build_kernel "$profile"
@@ -172,8 +198,20 @@ boot() {
     local nic_args=()
     if [ "$nic" = yes ]; then
         local forwards="hostfwd=tcp:127.0.0.1:$echo_port-:7,hostfwd=udp:127.0.0.1:$echo_port-:7"
+        forwards+=",hostfwd=tcp:127.0.0.1:$discard_port-:9,hostfwd=udp:127.0.0.1:$discard_port-:9"
+        forwards+=",hostfwd=tcp:127.0.0.1:$chargen_port-:19"
+        forwards+=",hostfwd=tcp:127.0.0.1:$netperf_port-:12865"
+        local port
+        for ((port = first_data_port; port <= last_data_port; port++)); do
+            forwards+=",hostfwd=tcp:127.0.0.1:$port-:$port,hostfwd=udp:127.0.0.1:$port-:$port"
+        done
         nic_args=(-netdev "user,id=net0,$forwards"
             -device "virtio-net-pci,netdev=net0${nic_options:+,$nic_options}")
+    fi
+
+    # The guest binds the data ports it is told; they must match the forwards.
+    if [ "$data_ports" != 12866-12869 ]; then
+        append="netperf_data_ports=$data_ports${append:+ $append}"
     fi
 
     local command=(qemu-system-x86_64 -M "$machine" -accel "$accel" -cpu "$cpu"
@@ -200,9 +238,24 @@ boot() {
     exit "$status"
 }
 
+# Installs Debian's netperf, which is in the non-free component: a sources
+# file of our own, copied from debian.sources with only the Components line
+# changed, enables it. debian.sources itself is never edited.
+ensure_netperf() {
+    command -v netperf >/dev/null 2>&1 && return 0
+    local debian_sources=/etc/apt/sources.list.d/debian.sources
+    local non_free_sources=/etc/apt/sources.list.d/non-free.sources
+    if [ "$(id -u)" -eq 0 ] && [ -f "$debian_sources" ] && [ ! -f "$non_free_sources" ]; then
+        log "enabling Debian's non-free component in $non_free_sources for netperf"
+        sed 's/^Components:.*/Components: non-free/' "$debian_sources" >"$non_free_sources"
+    fi
+    ensure_command netperf netperf
+}
+
 run_tests() {
     ensure_toolchain
     ensure_command qemu-system-x86_64 qemu-system-x86
+    ensure_netperf
     build_kernel release
     export KERNEL_IMAGE
     KERNEL_IMAGE=$(kernel_image release)
@@ -211,6 +264,7 @@ run_tests() {
 
 case "${1:-}" in
     test) shift; run_tests "$@" ;;
+    install) shift; ensure_toolchain; ensure_command qemu-system-x86_64 qemu-system-x86; ensure_netperf ;;
     build) shift; build_kernel release; kernel_image release ;;
     -h|--help|help) usage ;;
     *) boot "$@" ;;

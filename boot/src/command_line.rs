@@ -41,6 +41,10 @@ pub struct Options {
     pub log_level: LogLevel,
     /// `barriers=weak|strong` (default weak, as Linux uses on virtio-pci).
     pub barriers: Barriers,
+    /// `netperf_data_ports=FIRST-LAST`: the ports the netperf service binds
+    /// for data connections when netperf asks for none (default 12866-12869).
+    /// QEMU user networking forwards them with the same numbers.
+    pub netperf_data_ports: (u16, u16),
 }
 
 impl Default for Options {
@@ -51,12 +55,14 @@ impl Default for Options {
             gateway: Ipv4Addr::new(10, 0, 2, 2),
             log_level: LogLevel::Info,
             barriers: Barriers::Weak,
+            netperf_data_ports: (12866, 12869),
         }
     }
 }
 
 /// The option names, for the error message that lists them.
-pub const KNOWN_OPTIONS: &str = "ip=ADDR/PREFIX gw=ADDR log=LEVEL barriers=weak|strong";
+pub const KNOWN_OPTIONS: &str =
+    "ip=ADDR/PREFIX gw=ADDR log=LEVEL barriers=weak|strong netperf_data_ports=FIRST-LAST";
 
 /// Why a command line was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +140,16 @@ impl Options {
                     _ => return Err(invalid("weak or strong")),
                 };
             }
+            "netperf_data_ports" => {
+                let expected = "FIRST-LAST, two ports from 1 to 65535 with FIRST <= LAST";
+                let (first, last) = value.split_once('-').ok_or_else(|| invalid(expected))?;
+                let first = u16::from_str(first).map_err(|_| invalid(expected))?;
+                let last = u16::from_str(last).map_err(|_| invalid(expected))?;
+                if first == 0 || first > last {
+                    return Err(invalid(expected));
+                }
+                self.netperf_data_ports = (first, last);
+            }
             _ => return Err(CommandLineError::UnknownOption { key }),
         }
         Ok(())
@@ -153,13 +169,16 @@ mod tests {
 
     #[test]
     fn every_option_parses() {
-        let options =
-            Options::parse("ip=192.168.7.2/16 gw=192.168.0.1 log=debug barriers=strong").unwrap();
+        let options = Options::parse(
+            "ip=192.168.7.2/16 gw=192.168.0.1 log=debug barriers=strong netperf_data_ports=5000-5003",
+        )
+        .unwrap();
         assert_eq!(options.address, Ipv4Addr::new(192, 168, 7, 2));
         assert_eq!(options.prefix_length, 16);
         assert_eq!(options.gateway, Ipv4Addr::new(192, 168, 0, 1));
         assert_eq!(options.log_level, LogLevel::Debug);
         assert_eq!(options.barriers, Barriers::Strong);
+        assert_eq!(options.netperf_data_ports, (5000, 5003));
     }
 
     #[test]
@@ -178,6 +197,10 @@ mod tests {
             "gw=gateway",
             "log=loud",
             "barriers=medium",
+            "netperf_data_ports=5000",
+            "netperf_data_ports=5003-5000",
+            "netperf_data_ports=0-10",
+            "netperf_data_ports=1-70000",
         ] {
             let error = Options::parse(line).unwrap_err();
             assert!(
