@@ -4,6 +4,7 @@
 //! - [`stack`]: the smoltcp interface and socket set shared by all tasks.
 //! - [`nic`]: smoltcp's `Device` over the virtio-net driver.
 //! - [`tcp`], [`udp`]: async sockets over smoltcp.
+//! - [`timer`]: deadlines and timeouts for tasks.
 //! - [`services`]: echo and the other services.
 //! - [`netperf`]: netperf 2.7's control protocol as a pure codec.
 #![no_std]
@@ -17,6 +18,7 @@ pub mod executor;
 pub mod services;
 pub mod stack;
 pub mod tcp;
+pub mod timer;
 #[cfg(test)]
 mod testing;
 pub mod udp;
