@@ -25,6 +25,7 @@ use net::executor::{yield_now, Executor};
 use net::nic::NicDevice;
 use net::services::echo;
 use net::stack::{Stack, StackConfig};
+use net::timer::Timers;
 use smoltcp::time::Instant;
 use virtio::barrier::BarrierMode;
 use virtio_net::NetOptions;
@@ -108,11 +109,13 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
 
     let mut executor = Executor::new();
     let spawner = executor.spawner();
+    let timers = Timers::new(clock);
     spawner.spawn_named("interface", {
-        let (stack, device) = (stack.clone(), device.clone());
+        let (stack, device, timers) = (stack.clone(), device.clone(), timers.clone());
         async move {
             loop {
                 stack.poll(&mut *device.borrow_mut());
+                timers.fire(clock());
                 yield_now().await;
             }
         }
