@@ -8,10 +8,16 @@
 #![no_std]
 
 extern crate alloc;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 extern crate std;
 
+pub mod barrier;
+pub mod dma;
 pub mod features;
+pub mod queue;
+pub mod ring;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod transport;
 
 /// Device addresses of one split virtqueue's three areas, as the transport
