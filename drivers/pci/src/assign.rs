@@ -9,10 +9,10 @@
 //! it. In each scope:
 //!
 //! 1. Firmware assignments are claimed. A BAR with a non-zero address keeps
-//!    it if the address lies in the scope (anywhere on bus 0, inside an open
-//!    window of the bridge above) and overlaps nothing claimed before; a
-//!    bridge with an open window keeps it on the same terms. Anything else is
-//!    reassigned, with a warning.
+//!    it if the address lies in the scope and overlaps nothing claimed
+//!    before. On bus 0 any address is in scope; behind a bridge, addresses
+//!    inside its open windows are. A bridge with an open window keeps it on
+//!    the same terms. Anything else is reassigned, with a warning.
 //! 2. Bridges whose window is closed (as firmware such as qboot leaves it),
 //!    or was rejected, get a window sized for everything behind them,
 //!    aligned to the window granularity (1 MiB memory, 4 KiB I/O); every BAR
@@ -45,9 +45,11 @@ const IO_PORT_LIMIT: u64 = 1 << 16;
 /// memory window and one I/O window (on x86, usually the host bridge's PCI
 /// hole below 4 GiB and a range of ports).
 ///
-/// Enumeration reserves every firmware assignment it keeps in this
-/// allocator, so passing the same allocator to a second
-/// [`enumerate`](crate::enumerate) call keeps the two segments apart.
+/// Enumeration reserves in this allocator every address it keeps or
+/// assigns, so passing the same allocator to [`enumerate`](crate::enumerate)
+/// for a second segment keeps the two segments apart. Enumerating the same
+/// segment twice needs a fresh allocator: the second call would find its
+/// own earlier assignments reserved and move every BAR.
 #[derive(Clone, Debug)]
 pub struct BarAllocator {
     memory: Region,
@@ -109,7 +111,7 @@ impl BarAllocator {
     }
 }
 
-/// Where the BARs of a bus may keep their firmware addresses.
+/// The firmware addresses that the BARs of a bus may keep.
 enum Scope {
     /// Bus 0: any address the firmware chose.
     Root,
@@ -131,7 +133,7 @@ impl Scope {
     }
 }
 
-/// What happens to a bridge's window in the space being assigned.
+/// The treatment of a bridge's window in the space being assigned.
 enum BridgePlan {
     /// Keep the firmware window; place new BARs behind it in
     /// `allocation_window`, keep those inside `windows`.
@@ -239,7 +241,7 @@ impl<A: ConfigRegionAccess> SpaceAssigner<'_, A> {
         }
     }
 
-    /// The window new BARs behind a bridge go into.
+    /// Returns the window that new BARs behind a bridge are placed in.
     fn allocation_kind(&self) -> WindowKind {
         match self.space {
             AddressSpace::Memory => WindowKind::Memory,
@@ -247,7 +249,7 @@ impl<A: ConfigRegionAccess> SpaceAssigner<'_, A> {
         }
     }
 
-    /// Every window of a bridge that forwards this space.
+    /// Returns every window of a bridge that forwards this space.
     fn window_kinds(&self) -> &'static [WindowKind] {
         match self.space {
             AddressSpace::Memory => &[WindowKind::Memory, WindowKind::Prefetchable],

@@ -31,10 +31,23 @@ const BAR_PREFETCHABLE: u32 = 1 << 3;
 const BAR_MEMORY_ADDRESS_MASK: u32 = !0xf;
 const BAR_IO_ADDRESS_MASK: u32 = !0x3;
 
-/// Decoding bits cleared while a BAR holds all-ones or a half-written
+/// Decoding bits cleared while a BAR contains all-ones or a half-written
 /// address, so the device never decodes a bogus range.
 const DECODE_ENABLES: CommandRegister =
     CommandRegister::IO_ENABLE.union(CommandRegister::MEMORY_ENABLE);
+
+/// Class code 06h, subclass 00h.
+const CLASS_BRIDGE: u8 = 0x06;
+const SUBCLASS_HOST_BRIDGE: u8 = 0x00;
+
+/// Returns whether decoding may be paused while this function's BARs
+/// contain all-ones or a half-written address: not on a host bridge, whose memory
+/// decoding on some chipsets also carries the CPU's accesses to RAM. Linux
+/// keeps memory decoding on for host bridges for that reason
+/// (`quirk_mmio_always_on` in drivers/pci/quirks.c).
+pub(crate) fn pauses_decoding(class: u8, subclass: u8) -> bool {
+    !(class == CLASS_BRIDGE && subclass == SUBCLASS_HOST_BRIDGE)
+}
 
 /// Returns how many BAR slots a header layout has: 6 for an endpoint, 2 for
 /// a PCI-to-PCI bridge, 1 for a CardBus bridge (its socket registers), and 0
@@ -60,14 +73,16 @@ fn lowest_set_bit(mask: u64) -> u64 {
 
 /// Reads every BAR of the function at `address` and sizes it.
 ///
-/// I/O and memory decoding are disabled in the command register during the
-/// probe, and the command register and every BAR are restored afterwards.
-/// Malformed BARs (a reserved memory type, a 64-bit BAR in the last slot)
-/// are logged and reported as absent.
+/// With `pause_decoding` (see [`pauses_decoding`]), I/O and memory decoding
+/// are disabled in the command register during the probe. The command
+/// register and every BAR are restored afterwards. Malformed BARs (a
+/// reserved memory type, a 64-bit BAR in the last slot) are logged and
+/// reported as absent.
 pub(crate) fn probe_bars(
     access: &impl ConfigRegionAccess,
     address: PciAddress,
     header_type: u8,
+    pause_decoding: bool,
 ) -> [Option<Bar>; 6] {
     let mut bars = [None; 6];
     let slot_count = bar_slot_count(header_type);
@@ -76,7 +91,8 @@ pub(crate) fn probe_bars(
     }
 
     let command = read_command(access, address);
-    if command.intersects(DECODE_ENABLES) {
+    let paused = pause_decoding && command.intersects(DECODE_ENABLES);
+    if paused {
         write_command(access, address, command.difference(DECODE_ENABLES));
     }
 
@@ -87,7 +103,7 @@ pub(crate) fn probe_bars(
         slot += slots_used;
     }
 
-    if command.intersects(DECODE_ENABLES) {
+    if paused {
         write_command(access, address, command);
     }
     bars
@@ -173,17 +189,18 @@ fn probe_slot(
 
 /// Programs the address of `bar` into `slot` (both dwords of a 64-bit BAR).
 ///
-/// Clears I/O and memory decoding first, so the device never decodes a
-/// half-written address, and leaves them cleared: the caller enables
-/// decoding once every BAR of the function is placed.
+/// With `pause_decoding`, clears I/O and memory decoding first, so the
+/// device never decodes a half-written address, and leaves them cleared:
+/// the caller enables decoding once every BAR of the function is placed.
 pub(crate) fn write_bar_address(
     access: &impl ConfigRegionAccess,
     address: PciAddress,
     slot: u8,
     bar: &Bar,
+    pause_decoding: bool,
 ) {
     let command = read_command(access, address);
-    if command.intersects(DECODE_ENABLES) {
+    if pause_decoding && command.intersects(DECODE_ENABLES) {
         write_command(access, address, command.difference(DECODE_ENABLES));
     }
 

@@ -2,12 +2,12 @@
 //! section 6.7 "Capabilities List").
 //!
 //! When status bit 4 is set, the byte at 0x34 points to the first
-//! capability; each capability starts with its ID byte and a next pointer,
-//! and a next pointer of 0 ends the list. The list lives in the
-//! device-specific part of the 256-byte space (0x40 to 0xff), so a list that
-//! respects the layout has at most 48 dword-aligned entries. The walk stops,
-//! with one warning, at the first pointer that breaks those rules or that
-//! revisits an entry.
+//! capability. Each capability starts with its ID byte and a next pointer,
+//! and a next pointer of 0 ends the list. Pointers have their two reserved
+//! low bits masked, as section 6.7 requires, so every entry is dword
+//! aligned. The walk stops, with one warning, at the first pointer into the
+//! predefined header (below 0x40) or back to an entry already read. There
+//! are 48 dword offsets from 0x40 to 0xff, so a list has at most 48 entries.
 
 use alloc::vec::Vec;
 
@@ -177,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn full_list_of_48_then_loop_stops_at_48() {
+    fn list_capped_at_48_entries() {
         let space = SyntheticConfigSpace::new();
         let mut builder = add_function(&space);
         for index in 0..48u8 {
@@ -199,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn absent_function_has_no_list() {
+    fn all_ones_function_walk_ends() {
         let space = SyntheticConfigSpace::new();
         // The all-ones status of an absent function has bit 4 set, and the
         // all-ones pointer and entries loop at 0xfc.

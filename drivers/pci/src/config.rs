@@ -1,9 +1,9 @@
-//! The two ways an x86 kernel reaches PCI configuration space:
+//! The two ways an x86 kernel reaches PCI configuration space. The first is
 //! configuration mechanism #1 through I/O ports 0xcf8/0xcfc (PCI Local Bus
-//! Specification 3.0, section 3.2.2.3.2 "Software Generation of Configuration
-//! Transactions") and the memory-mapped Enhanced Configuration Access
-//! Mechanism (PCI Express Base Specification, section 7.2.2), whose base
-//! address comes from the ACPI MCFG table.
+//! Specification 3.0, section 3.2.2.3.2 "Software Generation of
+//! Configuration Transactions"). The second is the memory-mapped Enhanced
+//! Configuration Access Mechanism (PCI Express Base Specification, section
+//! 7.2.2), whose base address comes from the ACPI MCFG table.
 //!
 //! Both types implement [`ConfigRegionAccess`]. Reads of registers neither
 //! mechanism can reach return all-ones, as a master abort on an absent
@@ -122,10 +122,10 @@ pub struct EcamAccess {
     end_bus: u8,
 }
 
-// SAFETY: `EcamAccess` holds only the region's address and bounds; every
+// SAFETY: `EcamAccess` contains only the region's address and bounds. Every
 // access through it is a single aligned volatile dword load or store, which
-// the configuration space completes as a whole, so accesses from several CPUs
-// need no lock.
+// the configuration space completes as a whole, so accesses from several
+// CPUs need no lock.
 unsafe impl Send for EcamAccess {}
 // SAFETY: see the `Send` impl above.
 unsafe impl Sync for EcamAccess {}
@@ -259,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn ecam_bus_outside_range_reads_all_ones_and_ignores_writes() {
+    fn ecam_bus_outside_range_is_absent() {
         let mut memory = vec![0u32; 2 * BUS_BYTES / 4];
         let ecam = ecam_on_heap(&mut memory);
         for address in [

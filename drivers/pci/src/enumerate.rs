@@ -1,8 +1,8 @@
-//! The bus walk: finds every function reachable from bus 0, numbering the
-//! buses behind PCI-to-PCI bridges that the firmware left unnumbered, then
-//! hands the tree to the BAR allocator (PCI Local Bus Specification 3.0,
-//! section 3.2.2.3 "Configuration Transactions"; PCI-to-PCI Bridge
-//! Architecture Specification 1.2, section 3.2.5.2 "Bus Number Registers").
+//! The bus walk. It finds every function reachable from bus 0, numbers the
+//! buses behind PCI-to-PCI bridges that the firmware left unnumbered, and
+//! hands the tree to the BAR allocator. Sources: PCI Local Bus Specification
+//! 3.0, section 3.2.2.3 "Configuration Transactions"; PCI-to-PCI Bridge
+//! Architecture Specification 1.2, section 3.2.5.2 "Bus Number Registers".
 //!
 //! Devices 0 to 31 of each bus are probed through function 0; a device is
 //! absent when function 0 returns vendor ID 0xffff, and functions 1 to 7 are
@@ -23,7 +23,7 @@ use log::{info, warn};
 use pci_types::{ConfigRegionAccess, PciAddress};
 
 use crate::assign::BarAllocator;
-use crate::bar::probe_bars;
+use crate::bar::{pauses_decoding, probe_bars};
 use crate::bridge::{read_bus_numbers, write_bus_numbers};
 use crate::capability::read_capabilities;
 use crate::header::{
@@ -32,9 +32,8 @@ use crate::header::{
 };
 use crate::{Bdf, BridgeBuses, Function, PciError};
 
-/// Deepest bridge nesting the walk follows. Real topologies are a few levels
-/// deep; the bound keeps a misprogrammed loop of bridges from recursing
-/// without end.
+/// Maximum bridge nesting the walk follows. Real topologies are a few levels
+/// deep, and the bound caps the recursion on a malformed topology.
 pub(crate) const MAX_BRIDGE_DEPTH: u32 = 32;
 
 const DEVICES_PER_BUS: u8 = 32;
@@ -242,7 +241,12 @@ impl<A: ConfigRegionAccess> Walker<'_, A> {
             subclass,
             prog_if,
             header_type,
-            bars: probe_bars(self.access, address, header_type),
+            bars: probe_bars(
+                self.access,
+                address,
+                header_type,
+                pauses_decoding(class, subclass),
+            ),
             capabilities,
             bridge,
         })
@@ -262,9 +266,9 @@ impl<A: ConfigRegionAccess> Walker<'_, A> {
             return buses.subordinate;
         }
 
-        // The bridges behind this one claim, or are numbered from, the
-        // numbers this bridge forwards; the whole range is claimed again
-        // afterwards so later siblings stay out of it.
+        // Bridges behind this one take their numbers from the range this
+        // bridge forwards. Afterwards the whole range is claimed again, so
+        // later siblings stay out of it.
         if buses.secondary < buses.subordinate {
             self.claimed
                 .remove_range(buses.secondary + 1, buses.subordinate);

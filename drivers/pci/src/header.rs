@@ -71,10 +71,11 @@ pub(crate) fn read_dword(
     }
     // SAFETY: `ConfigRegionAccess::read` requires an address and offset valid
     // for a config read. The offset is dword aligned and inside the 4 KiB
-    // configuration space (checked above). Config reads of an absent function
-    // or an unimplemented register complete with all-ones or zero and change
-    // no state; the access object's constructor made its caller vouch that it
-    // reaches real configuration space.
+    // configuration space (checked above); an absent function or register
+    // returns all-ones or zero. The registers the PCI specifications define,
+    // which are all this crate reads, have no read side effects. The access
+    // object's constructor made its caller vouch that it reaches real
+    // configuration space.
     unsafe { access.read(address, offset & !3) }
 }
 
@@ -94,7 +95,7 @@ pub(crate) fn write_dword(
     }
     // SAFETY: the offset is a dword-aligned header register (see the doc
     // comment) of a function the walk found present. Changing BARs, bus
-    // numbers and windows moves what devices decode; the access object's
+    // numbers and windows moves what devices decode. The access object's
     // constructor made its caller guarantee that nothing depends on the old
     // layout while enumeration runs.
     unsafe { access.write(address, offset & !3, value) }
@@ -118,10 +119,7 @@ pub(crate) fn write_command(
     write_dword(access, address, COMMAND_STATUS, u32::from(command.bits()));
 }
 
-/// Reads one byte of configuration space.
-///
-/// Config reads have no side effects, so any offset is allowed; offsets past
-/// 0xfff read as 0xff.
+/// Reads one byte of configuration space. Offsets past 0xfff read as 0xff.
 pub fn read_config_u8(access: &impl ConfigRegionAccess, address: PciAddress, offset: u16) -> u8 {
     let dword = read_dword(access, address, offset);
     (dword >> ((offset & 3) * 8)) as u8

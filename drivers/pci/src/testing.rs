@@ -1,4 +1,4 @@
-//! Test doubles: a synthetic PCI configuration space that answers config
+//! Test doubles: a synthetic PCI configuration space that responds to config
 //! reads and writes the way hardware does.
 //!
 //! Available under `cfg(test)` and, for other crates' tests, with the
@@ -54,8 +54,8 @@ const INTERRUPT_LINE: u16 = 0x3c;
 /// The root bus (bus number 0) of every [`SyntheticConfigSpace`].
 pub const ROOT_BUS: BusHandle = BusHandle(0);
 
-/// A bus of a [`SyntheticConfigSpace`], independent of the bus number it
-/// currently answers to.
+/// A bus of a [`SyntheticConfigSpace`], independent of the bus number that
+/// config accesses currently use to reach it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BusHandle(usize);
 
@@ -110,7 +110,7 @@ struct SyntheticFunction {
     /// Offset of the last capability added, whose next pointer the next
     /// capability links from.
     last_capability: Option<u16>,
-    /// Where the next capability added goes.
+    /// Offset of the next capability added.
     next_capability_offset: u16,
 }
 
@@ -266,7 +266,7 @@ impl SyntheticConfigSpace {
     pub fn address_of(&self, function: FunctionHandle) -> Option<PciAddress> {
         let state = self.lock();
         let target = &state.functions[function.0];
-        let bus_number = state.bus_number(target.bus)?;
+        let bus_number = state.bus_number(target.bus);
         let address = PciAddress::new(0, bus_number, target.device, target.function);
         (state.resolve(address) == Some(function.0)).then_some(address)
     }
@@ -299,15 +299,14 @@ impl SyntheticConfigSpace {
 }
 
 impl State {
-    /// Returns the bus number `bus` currently answers to: 0 for the root,
-    /// otherwise its parent bridge's secondary bus number, if that bridge is
-    /// itself reachable.
-    fn bus_number(&self, bus: usize) -> Option<u8> {
-        let Some(bridge) = self.buses[bus].parent_bridge else {
-            return Some(0);
-        };
-        let (secondary, _) = self.functions[bridge].bus_numbers();
-        Some(secondary)
+    /// Returns the bus number that config accesses to `bus` carry: 0 for
+    /// the root, otherwise its parent bridge's secondary bus number. Whether
+    /// the bridges on the way route that number is for `resolve` to check.
+    fn bus_number(&self, bus: usize) -> u8 {
+        match self.buses[bus].parent_bridge {
+            Some(bridge) => self.functions[bridge].bus_numbers().0,
+            None => 0,
+        }
     }
 
     /// Routes a config access the way bridges do: from the root bus, follow

@@ -64,6 +64,10 @@ impl<A: ConfigRegionAccess> SpaceAssigner<'_, A> {
     /// Keeps a bridge's open firmware windows if the scope accepts them,
     /// reserving them in `region`. Returns `None` if the bridge needs a new
     /// window instead.
+    ///
+    /// NOTE: a bridge whose firmware opened only the prefetchable window is
+    /// reprogrammed, and the BARs behind it move below 4 GiB, because BARs
+    /// placed anew need the non-prefetchable window.
     fn claim_bridge_windows(
         &self,
         bridge: &Function,
@@ -128,6 +132,7 @@ impl<A: ConfigRegionAccess> SpaceAssigner<'_, A> {
         }
     }
 
+    /// Logs each firmware BAR address a reprogrammed scope discards.
     pub(super) fn warn_firmware_bars_dropped(&self, bus: &BusNode) {
         for node in &bus.functions {
             for (slot, bar) in self
@@ -135,7 +140,8 @@ impl<A: ConfigRegionAccess> SpaceAssigner<'_, A> {
                 .filter(|(_, bar)| bar.address() != 0)
             {
                 warn!(
-                    "pci: {} BAR{slot} at {:#x} sits behind a bridge whose {} window was closed; reassigning it",
+                    "pci: {} BAR{slot} at {:#x} sits behind a bridge whose {} window is being reprogrammed; \
+                     reassigning it",
                     Bdf(node.function.address),
                     bar.address(),
                     self.space

@@ -9,7 +9,7 @@ use log::debug;
 use pci_types::ConfigRegionAccess;
 
 use super::{BridgePlan, Item, SpaceAssigner};
-use crate::bar::write_bar_address;
+use crate::bar::{pauses_decoding, write_bar_address};
 use crate::bridge::{write_window, WindowKind};
 use crate::enumerate::BusNode;
 use crate::region::{align_up, Region};
@@ -80,7 +80,8 @@ impl<A: ConfigRegionAccess> SpaceAssigner<'_, A> {
                 let slot_index = usize::from(slot);
                 let bar = function.bars[slot_index].map(|bar| with_address(bar, start));
                 if let Some(bar) = bar {
-                    write_bar_address(self.access, function.address, slot, &bar);
+                    let pause_decoding = pauses_decoding(function.class, function.subclass);
+                    write_bar_address(self.access, function.address, slot, &bar, pause_decoding);
                     function.bars[slot_index] = Some(bar);
                     self.summary.bars_assigned += 1;
                     debug!(

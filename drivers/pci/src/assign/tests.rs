@@ -29,7 +29,7 @@ fn contains(outer: &Range<u64>, inner: &Range<u64>) -> bool {
     outer.start <= inner.start && inner.end <= outer.end
 }
 
-/// Every BAR of `functions` in `space`, as `(function, slot, range)`.
+/// Collects every BAR of `functions` in `space` as `(function, slot, range)`.
 fn all_bars(functions: &[Function], space: AddressSpace) -> Vec<(PciAddress, u8, Range<u64>)> {
     let mut bars = Vec::new();
     for function in functions {
@@ -100,10 +100,10 @@ fn firmware_bars_kept_and_zero_bars_placed() {
         .handle();
 
     let functions = enumerate(&space, 0, &mut allocator()).expect("enumeration succeeds");
-    let kept = function_at(&functions, 0, 1, 0);
-    assert_eq!(bar_range(kept, 0), 0xc000_0000..0xc010_0000);
-    assert_eq!(bar_range(kept, 2), 0xc010_1000..0xc010_2000);
-    assert_eq!(bar_range(kept, 4), 0xc000..0xc040);
+    let firmware_function = function_at(&functions, 0, 1, 0);
+    assert_eq!(bar_range(firmware_function, 0), 0xc000_0000..0xc010_0000);
+    assert_eq!(bar_range(firmware_function, 2), 0xc010_1000..0xc010_2000);
+    assert_eq!(bar_range(firmware_function, 4), 0xc000..0xc040);
 
     let memory = all_bars(&functions, AddressSpace::Memory);
     let io = all_bars(&functions, AddressSpace::Io);
@@ -185,7 +185,7 @@ fn overlapping_firmware_bar_is_reassigned() {
 }
 
 #[test]
-fn bar_32bit_stays_below_4gib_and_64bit_may_go_above() {
+fn bar_placement_respects_4gib_limit() {
     let space = SyntheticConfigSpace::new();
     // The firmware filled the part of the window below 4 GiB.
     space
@@ -235,7 +235,7 @@ fn bar_64bit_placed_in_32bit_window() {
     assert_eq!(space.register(nic, 0x24), 0);
 }
 
-/// A qboot-like tree: nothing numbered, nothing assigned, windows at reset.
+/// Builds a qboot-like tree: nothing numbered, nothing assigned, windows at reset.
 /// 00:01.0 bridge -> 01:00.0 NIC, 01:01.0 bridge -> 02:00.0 disk; and a
 /// device on bus 0.
 fn unassigned_tree(space: &SyntheticConfigSpace) -> (FunctionHandle, FunctionHandle) {

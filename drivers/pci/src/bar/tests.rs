@@ -28,7 +28,7 @@ fn probe_decodes_each_bar_type() {
         .bar_address(0, 0xc000)
         .bar_address(1, 0xfebd_1000)
         .bar_address(4, 0x8_0000_0000);
-    let bars = probe_bars(&space, address(), HEADER_TYPE_ENDPOINT);
+    let bars = probe_bars(&space, address(), HEADER_TYPE_ENDPOINT, true);
     assert_eq!(
         bars[0],
         Some(Bar::Io {
@@ -49,7 +49,7 @@ fn probe_sizes_64bit_bar_above_4gib() {
     space
         .add_endpoint(ROOT_BUS, 2, 0, 0x1af4, 0x1000)
         .memory64_bar(2, 0x4_0000_0000, true);
-    let bars = probe_bars(&space, address(), HEADER_TYPE_ENDPOINT);
+    let bars = probe_bars(&space, address(), HEADER_TYPE_ENDPOINT, true);
     assert_eq!(bars[2], memory(0, 0x4_0000_0000, true, true));
     assert_eq!(bars[3], None);
 }
@@ -69,7 +69,7 @@ fn probe_restores_bars_and_command() {
         .step_by(4)
         .map(|offset| space.register(nic, offset))
         .collect();
-    probe_bars(&space, address(), HEADER_TYPE_ENDPOINT);
+    probe_bars(&space, address(), HEADER_TYPE_ENDPOINT, true);
     let after: Vec<u32> = (0..0x40)
         .step_by(4)
         .map(|offset| space.register(nic, offset))
@@ -86,7 +86,7 @@ fn probe_disables_decoding_while_bars_hold_all_ones() {
         .memory_bar(1, 0x1000, false)
         .command(0x0003);
     space.take_write_log();
-    probe_bars(&space, address(), HEADER_TYPE_ENDPOINT);
+    probe_bars(&space, address(), HEADER_TYPE_ENDPOINT, true);
 
     let mut command = 0x0003;
     let mut probes = 0;
@@ -115,7 +115,7 @@ fn bridge_probes_only_two_slots() {
         .bus_numbers(0, 1, 1)
         .handle();
     space.take_write_log();
-    let bars = probe_bars(&space, address(), HEADER_TYPE_BRIDGE);
+    let bars = probe_bars(&space, address(), HEADER_TYPE_BRIDGE, true);
     assert_eq!(bars[0], memory(0, 0x100, false, false));
     assert_eq!(bars[1..], [None; 5]);
     assert!(
@@ -138,7 +138,7 @@ fn malformed_bars_are_skipped() {
         .config_bytes(0x14, &[0x06, 0, 0, 0])
         // Slot 5: 64-bit type with no slot above it.
         .config_bytes(0x24, &[0x04, 0, 0, 0]);
-    let bars = probe_bars(&space, address(), HEADER_TYPE_ENDPOINT);
+    let bars = probe_bars(&space, address(), HEADER_TYPE_ENDPOINT, true);
     assert_eq!(bars[0], memory(0, 0x1000, false, false));
     assert_eq!(bars[1], None);
     assert_eq!(bars[5], None);
@@ -152,13 +152,13 @@ fn unknown_header_layout_has_no_bars() {
         .memory_bar(0, 0x1000, false)
         .handle();
     space.take_write_log();
-    assert_eq!(probe_bars(&space, address(), 0x7f), [None; 6]);
+    assert_eq!(probe_bars(&space, address(), 0x7f, true), [None; 6]);
     assert!(space.take_write_log().is_empty());
     assert_eq!(space.register(function, 0x10), 0);
 }
 
 #[test]
-fn write_bar_address_programs_both_halves_and_stops_decoding() {
+fn write_bar_pauses_decoding() {
     let space = SyntheticConfigSpace::new();
     let nic = space
         .add_endpoint(ROOT_BUS, 2, 0, 0x1af4, 0x1000)
@@ -171,6 +171,7 @@ fn write_bar_address_programs_both_halves_and_stops_decoding() {
         address(),
         4,
         &memory(0x1_fe00_4000, 0x4000, true, true).unwrap(),
+        true,
     );
     write_bar_address(
         &space,
@@ -180,6 +181,7 @@ fn write_bar_address_programs_both_halves_and_stops_decoding() {
             port: 0xc0e0,
             size: 0x20,
         },
+        true,
     );
 
     assert_eq!(space.register(nic, 0x20), 0xfe00_400c);
@@ -190,4 +192,37 @@ fn write_bar_address_programs_both_halves_and_stops_decoding() {
         0x4,
         "decoding off, bus mastering kept"
     );
+}
+
+#[test]
+fn host_bridge_keeps_decoding() {
+    assert!(!pauses_decoding(0x06, 0x00));
+    assert!(pauses_decoding(0x06, 0x04));
+    assert!(pauses_decoding(0x02, 0x00));
+
+    let space = SyntheticConfigSpace::new();
+    let host = space
+        .add_endpoint(ROOT_BUS, 2, 0, 0x8086, 0x29c0)
+        .class(0x06, 0x00, 0x00)
+        .memory_bar(0, 0x1000, false)
+        .command(0x0006)
+        .handle();
+    space.take_write_log();
+    let bars = probe_bars(&space, address(), HEADER_TYPE_ENDPOINT, false);
+    write_bar_address(
+        &space,
+        address(),
+        0,
+        &memory(0xfed0_0000, 0x1000, false, false).unwrap(),
+        false,
+    );
+
+    assert_eq!(bars[0], memory(0, 0x1000, false, false));
+    let log = space.take_write_log();
+    assert!(
+        log.iter().all(|write| write.offset != COMMAND_STATUS),
+        "{log:?}"
+    );
+    assert_eq!(space.register(host, 0x04) & 0x7, 0x6);
+    assert_eq!(space.register(host, 0x10), 0xfed0_0000);
 }

@@ -33,7 +33,7 @@ fn bar_probe_reads_size_mask_with_type_bits() {
 }
 
 #[test]
-fn bar_larger_than_4gib_has_read_only_low_dword() {
+fn bar_over_4gib_masks_low_dword() {
     let space = SyntheticConfigSpace::new();
     space
         .add_endpoint(ROOT_BUS, 2, 0, 0x1af4, 0x1000)
