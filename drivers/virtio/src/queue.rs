@@ -390,13 +390,17 @@ impl<T, D: Dma> SplitQueue<T, D> {
         if used_idx == self.last_used_idx {
             return Ok(None);
         }
-        if used_idx.wrapping_sub(self.last_used_idx) > self.outstanding_chains {
+        // Only published chains can come back; added ones are still the
+        // driver's.
+        let published_chains =
+            self.outstanding_chains - self.avail_idx.wrapping_sub(self.published_avail_idx);
+        if used_idx.wrapping_sub(self.last_used_idx) > published_chains {
             self.counters.errors.used_idx_invalid += 1;
             return Err(self.mark_broken(QueueError::UsedIdxInvalid {
                 queue: self.queue_index,
                 used_idx,
                 last_used_idx: self.last_used_idx,
-                outstanding_chains: self.outstanding_chains,
+                published_chains,
             }));
         }
 

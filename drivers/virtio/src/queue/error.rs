@@ -71,7 +71,7 @@ pub enum QueueError {
         free: u16,
     },
     /// The device's used idx is further ahead of the driver's than the number
-    /// of chains the device owns.
+    /// of published chains the device has not returned.
     UsedIdxInvalid {
         /// Queue index.
         queue: u16,
@@ -79,8 +79,8 @@ pub enum QueueError {
         used_idx: u16,
         /// Index of the next used entry the driver expected.
         last_used_idx: u16,
-        /// Chains the device owned.
-        outstanding_chains: u16,
+        /// Published chains the device had not returned.
+        published_chains: u16,
     },
     /// A used element names a descriptor id at or past the queue size.
     UsedIdOutOfRange {
@@ -126,10 +126,10 @@ impl fmt::Display for QueueError {
                 formatter,
                 "queue {queue}: full, a chain needs {needed} descriptors and {free} are free"
             ),
-            QueueError::UsedIdxInvalid { queue, used_idx, last_used_idx, outstanding_chains } => write!(
+            QueueError::UsedIdxInvalid { queue, used_idx, last_used_idx, published_chains } => write!(
                 formatter,
                 "queue {queue}: invalid used idx {used_idx:#x}, the driver is at {last_used_idx:#x} \
-                 with {outstanding_chains} chains outstanding"
+                 with {published_chains} published chains outstanding"
             ),
             QueueError::UsedIdOutOfRange { queue, id, size } => write!(
                 formatter,

@@ -807,6 +807,9 @@ fn hostile_used_idx_jump_is_rejected() {
 
     queue.add(&[buffer.whole()], &[], 0).expect("room");
     queue.publish();
+    queue
+        .add(&[buffer.whole()], &[], 1)
+        .expect("room for a chain the device cannot see");
     let chain = device
         .pop_avail()
         .expect("valid chain")
@@ -818,7 +821,7 @@ fn hostile_used_idx_jump_is_rejected() {
             queue: 0,
             used_idx: 2,
             last_used_idx: 0,
-            outstanding_chains: 1
+            published_chains: 1
         })
     );
     assert_eq!(queue.counters().errors.used_idx_invalid, 1);
