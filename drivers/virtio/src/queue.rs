@@ -390,8 +390,8 @@ impl<T, D: Dma> SplitQueue<T, D> {
         if used_idx == self.last_used_idx {
             return Ok(None);
         }
-        // Only published chains can come back; added ones are still the
-        // driver's.
+        // Only published chains can come back, because chains that are
+        // only added still belong to the driver.
         let published_chains =
             self.outstanding_chains - self.avail_idx.wrapping_sub(self.published_avail_idx);
         if used_idx.wrapping_sub(self.last_used_idx) > published_chains {
