@@ -13,10 +13,10 @@
 //!    before. On bus 0 any address is in scope; behind a bridge, addresses
 //!    inside its open windows are. A bridge with an open window keeps it on
 //!    the same terms. Anything else is reassigned, with a warning.
-//! 2. Bridges whose window is closed (as firmware such as qboot leaves it),
-//!    or was rejected, get a window sized for everything behind them,
-//!    aligned to the window granularity (1 MiB memory, 4 KiB I/O); every BAR
-//!    and window behind such a bridge is placed anew.
+//! 2. Bridges whose window is closed (as firmware such as qboot leaves it)
+//!    or was rejected get a window sized for everything behind them. It is
+//!    aligned to the window granularity (1 MiB memory, 4 KiB I/O), and every
+//!    BAR and window behind such a bridge is placed anew.
 //! 3. BARs left at zero and the new bridge windows are placed first-fit,
 //!    largest alignment first, each aligned to its size.
 //!

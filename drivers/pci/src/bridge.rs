@@ -80,8 +80,9 @@ pub(crate) fn write_bus_numbers(
 ///
 /// Base and limit registers both zero is the reset value. It would forward
 /// the first 1 MiB of memory (or I/O ports 0 to 0xfff), where RAM and legacy
-/// ISA devices sit, so firmware never programs it; it counts as closed here,
-/// and the window is rewritten if anything behind the bridge needs it.
+/// ISA devices sit, so firmware has no reason to program it. It counts as
+/// closed here, and the window is rewritten if anything behind the bridge
+/// needs it.
 pub(crate) fn read_window(
     access: &impl ConfigRegionAccess,
     address: PciAddress,
@@ -255,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn window_at_zero_of_one_granule_is_treated_as_reset() {
+    fn zero_window_counts_as_reset() {
         let space = SyntheticConfigSpace::new();
         space
             .add_bridge(ROOT_BUS, 1, 0, 0x1b36, 0x0001)

@@ -4,8 +4,8 @@
 //! 3.0, section 3.2.2.3 "Configuration Transactions"; PCI-to-PCI Bridge
 //! Architecture Specification 1.2, section 3.2.5.2 "Bus Number Registers".
 //!
-//! Devices 0 to 31 of each bus are probed through function 0; a device is
-//! absent when function 0 returns vendor ID 0xffff, and functions 1 to 7 are
+//! Devices 0 to 31 of each bus are probed through function 0. A device is
+//! absent when function 0 returns vendor ID 0xffff. Functions 1 to 7 are
 //! probed only when function 0's header type has bit 7 (multi-function) set.
 //!
 //! Bus numbering is depth-first. On each bus, bridges whose firmware numbers

@@ -5,10 +5,10 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
-/// A window and the disjoint ranges in use, sorted by start. Ranges in use
-/// may lie partly or wholly outside the window (a firmware BAR the host
-/// bridge decodes outside the caller's window, say); they still block
-/// overlapping allocations.
+/// A window and the disjoint ranges in use, sorted by start. A range in use
+/// may lie outside the window, such as a firmware BAR that the host bridge
+/// decodes outside the caller's window. It still blocks overlapping
+/// allocations.
 #[derive(Clone, Debug)]
 pub(crate) struct Region {
     window: Range<u64>,
@@ -152,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn window_at_top_of_address_space_does_not_overflow() {
+    fn window_at_address_space_top() {
         let mut region = Region::new(u64::MAX - 0xfff..u64::MAX);
         assert_eq!(region.allocate(0x1000, 0x1000, u64::MAX), None);
         assert_eq!(

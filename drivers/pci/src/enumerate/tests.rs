@@ -36,7 +36,7 @@ fn function_at(functions: &[Function], bus: u8, device: u8, function: u8) -> &Fu
         .unwrap_or_else(|| panic!("no function at {bus:02x}:{device:02x}.{function}"))
 }
 
-/// Reads the bus-number register of `bridge` as the hardware holds it.
+/// Reads the bus-number register of `bridge` from the synthetic hardware.
 fn bus_register(space: &SyntheticConfigSpace, bridge: FunctionHandle) -> [u8; 3] {
     let [primary, secondary, subordinate, _] =
         space.register(bridge, BRIDGE_BUS_NUMBERS).to_le_bytes();
