@@ -35,6 +35,7 @@ pub mod config;
 mod enumerate;
 mod error;
 mod header;
+pub mod msix;
 mod region;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -194,6 +194,15 @@ impl<'a> FunctionBuilder<'a> {
         self
     }
 
+    /// Sets the write mask of config bytes from `offset`: bits set in `mask`
+    /// become writable, as for a capability's control register.
+    pub fn writable_bytes(self, offset: u16, mask: &[u8]) -> Self {
+        self.update(|function| {
+            let at = usize::from(offset);
+            function.writable[at..at + mask.len()].copy_from_slice(mask);
+        })
+    }
+
     /// Marks the function as a PCI-to-PCI bridge and makes its bus-number
     /// and window registers writable. Called by `add_bridge`.
     pub(super) fn bridge_registers(self) -> Self {
