@@ -20,7 +20,7 @@ Usage:
 Boot options (defaults in brackets):
   --append 'KEY=VALUE ...'  kernel command line: ip=ADDR/PREFIX, gw=ADDR,
                             log=off|error|warn|info|debug|trace,
-                            barriers=weak|strong,
+                            barriers=weak|strong, mode=irq|poll,
                             netperf_data_ports=FIRST-LAST  [empty]
   --accel kvm|tcg           accelerator [kvm when the host has hardware
                             virtualisation, else tcg]

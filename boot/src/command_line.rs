@@ -17,6 +17,15 @@ pub enum Barriers {
     Strong,
 }
 
+/// How the kernel waits for the NIC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitMode {
+    /// Sleep until an interrupt or timer; the CPU halts when idle.
+    Interrupt,
+    /// Spin on the used rings; the CPU never halts.
+    Poll,
+}
+
 /// Maximum log level on the console.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogLevel {
@@ -45,6 +54,8 @@ pub struct Options {
     /// for data connections when netperf asks for none (default 12866-12869).
     /// QEMU user networking forwards them with the same numbers.
     pub netperf_data_ports: (u16, u16),
+    /// `mode=irq|poll` (default irq).
+    pub mode: WaitMode,
 }
 
 impl Default for Options {
@@ -56,13 +67,14 @@ impl Default for Options {
             log_level: LogLevel::Info,
             barriers: Barriers::Weak,
             netperf_data_ports: (12866, 12869),
+            mode: WaitMode::Interrupt,
         }
     }
 }
 
 /// The option names, for the error message that lists them.
 pub const KNOWN_OPTIONS: &str =
-    "ip=ADDR/PREFIX gw=ADDR log=LEVEL barriers=weak|strong netperf_data_ports=FIRST-LAST";
+    "ip=ADDR/PREFIX gw=ADDR log=LEVEL barriers=weak|strong mode=irq|poll netperf_data_ports=FIRST-LAST";
 
 /// Why a command line was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +152,13 @@ impl Options {
                     _ => return Err(invalid("weak or strong")),
                 };
             }
+            "mode" => {
+                self.mode = match value {
+                    "irq" => WaitMode::Interrupt,
+                    "poll" => WaitMode::Poll,
+                    _ => return Err(invalid("irq or poll")),
+                };
+            }
             "netperf_data_ports" => {
                 let expected = "FIRST-LAST, two ports from 1 to 65535 with FIRST <= LAST";
                 let (first, last) = value.split_once('-').ok_or_else(|| invalid(expected))?;
@@ -170,7 +189,7 @@ mod tests {
     #[test]
     fn every_option_parses() {
         let options = Options::parse(
-            "ip=192.168.7.2/16 gw=192.168.0.1 log=debug barriers=strong netperf_data_ports=5000-5003",
+            "ip=192.168.7.2/16 gw=192.168.0.1 log=debug barriers=strong mode=poll netperf_data_ports=5000-5003",
         )
         .unwrap();
         assert_eq!(options.address, Ipv4Addr::new(192, 168, 7, 2));
@@ -179,6 +198,7 @@ mod tests {
         assert_eq!(options.log_level, LogLevel::Debug);
         assert_eq!(options.barriers, Barriers::Strong);
         assert_eq!(options.netperf_data_ports, (5000, 5003));
+        assert_eq!(options.mode, WaitMode::Poll);
     }
 
     #[test]
@@ -197,6 +217,7 @@ mod tests {
             "gw=gateway",
             "log=loud",
             "barriers=medium",
+            "mode=sometimes",
             "netperf_data_ports=5000",
             "netperf_data_ports=5003-5000",
             "netperf_data_ports=0-10",

@@ -14,7 +14,7 @@ use virtio::transport::{
 };
 use virtio_net::{NetOptions, VirtioNet};
 
-use crate::paging;
+use crate::{nic_irq, paging};
 use crate::platform::EcamWindow;
 
 /// Red Hat's PCI vendor ID, which virtio devices use.
@@ -83,7 +83,8 @@ pub fn is_virtio_net(function: &Function) -> bool {
 }
 
 /// Brings up the first virtio-net function that works; each failure is
-/// logged with its reason and the device is left reset.
+/// logged with its reason and the device is left reset. Interrupts go
+/// through MSI-X when the function has it, else through INTx.
 pub fn start_nic(functions: &[Function], ecam: Option<EcamWindow>, options: NetOptions) -> Option<Nic> {
     for function in functions.iter().filter(|function| is_virtio_net(function)) {
         let started = match ecam {
@@ -92,12 +93,12 @@ pub fn start_nic(functions: &[Function], ecam: Option<EcamWindow>, options: NetO
                 let access = unsafe {
                     EcamAccess::new(window.base_address as *mut u8, window.segment, window.start_bus, window.end_bus)
                 };
-                start_one(function, &access, options)
+                start_one(function, functions, &access, options)
             }
             None => {
                 // SAFETY: as in enumerate_pci; enumeration has finished.
                 let access = unsafe { PortIoAccess::new() };
-                start_one(function, &access, options)
+                start_one(function, functions, &access, options)
             }
         };
         match started {
@@ -134,7 +135,12 @@ impl fmt::Display for NicStartError {
     }
 }
 
-fn start_one(function: &Function, access: &impl ConfigRegionAccess, options: NetOptions) -> Result<Nic, NicStartError> {
+fn start_one(
+    function: &Function,
+    functions: &[Function],
+    access: &impl ConfigRegionAccess,
+    mut options: NetOptions,
+) -> Result<Nic, NicStartError> {
     let capabilities = VirtioPciCapabilities::parse(function, access).map_err(NicStartError::Capabilities)?;
     let map = |region: CapabilityRegion| -> Result<MmioRegion, NicStartError> {
         let pointer = paging::map_device_memory(region.address, u64::from(region.length)).map_err(|error| {
@@ -153,5 +159,10 @@ fn start_one(function: &Function, access: &impl ConfigRegionAccess, options: Net
         device: capabilities.device.map(map).transpose()?,
     };
     let transport = PciTransport::new(function.address, registers).map_err(NicStartError::Transport)?;
+
+    options.msix = nic_irq::setup_msix(function, access);
+    if options.msix.is_none() {
+        nic_irq::setup_intx(capabilities.isr.address, functions, access);
+    }
     VirtioNet::new(transport, IdentityDma, options).map_err(NicStartError::Driver)
 }

@@ -6,8 +6,14 @@
 //! Entry stubs are naked functions: each pushes its vector (and a zero where
 //! the CPU pushes no error code) so that one common path saves the
 //! caller-saved registers and calls Rust with a pointer to the frame.
+//!
+//! Vectors 32 to 255 are device and timer interrupts: each has a handler
+//! registered with [`set_handler`], or is counted and logged once as
+//! unexpected. The kernel keeps interrupts disabled except while the CPU
+//! halts in the idle loop, so handlers never preempt task code.
 
-use core::arch::naked_asm;
+use core::arch::{global_asm, naked_asm};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use spin::Once;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
@@ -103,6 +109,13 @@ fn build_idt() -> InterruptDescriptorTable {
             // interrupt frame layout of its vector (error code or not).
             unsafe { idt.$field.set_handler_addr(VirtAddr::new($stub as *const () as u64)); }
         )*};
+    }
+    for vector in FIRST_DEVICE_VECTOR..=255u8 {
+        let stub = core::ptr::addr_of!(interrupt_stubs) as u64
+            + u64::from(vector - FIRST_DEVICE_VECTOR) * INTERRUPT_STUB_BYTES;
+        // SAFETY: each 16-byte slot of interrupt_stubs is an entry stub that
+        // pushes a zero and its vector, then jumps to interrupt_common.
+        unsafe { idt[vector].set_handler_addr(VirtAddr::new(stub)) };
     }
     install!(
         divide_error => vector_0,
@@ -238,4 +251,91 @@ fn exception_name(vector: u64) -> &'static str {
         21 => "control protection",
         _ => "unknown",
     }
+}
+
+/// First vector after the 32 reserved for CPU exceptions.
+const FIRST_DEVICE_VECTOR: u8 = 32;
+/// Size of each generated entry stub (they are 16-byte aligned).
+const INTERRUPT_STUB_BYTES: u64 = 16;
+
+// One entry stub per vector 32..=255: push a zero error code and the
+// vector, then jump to the common path. `push` of a value above 127 takes a
+// 32-bit immediate, so each stub fits in 12 bytes of its 16-byte slot.
+global_asm!(
+    r#"
+    .section .text.interrupt_stubs, "ax"
+    .balign 16
+    .global interrupt_stubs
+interrupt_stubs:
+    .set vector, 32
+    .rept 224
+    .balign 16
+    push 0
+    push vector
+    jmp {common}
+    .set vector, vector + 1
+    .endr
+    "#,
+    common = sym interrupt_common,
+);
+
+extern "C" {
+    static interrupt_stubs: u8;
+}
+
+/// Saves the caller-saved registers, calls [`interrupt_dispatch`] and
+/// returns from the interrupt.
+#[unsafe(naked)]
+extern "C" fn interrupt_common() {
+    naked_asm!(
+        "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
+        "push r8", "push r9", "push r10", "push r11",
+        "mov rdi, rsp",
+        "cld",
+        "call {dispatch}",
+        "pop r11", "pop r10", "pop r9", "pop r8",
+        "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
+        "add rsp, 16",
+        "iretq",
+        dispatch = sym interrupt_dispatch,
+    )
+}
+
+/// Handlers by vector, as `fn(u8)` pointers; 0 means none.
+static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
+/// Interrupts taken, by vector.
+static COUNTS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+/// Vectors already reported as unexpected.
+static REPORTED: [AtomicBool; 256] = [const { AtomicBool::new(false) }; 256];
+
+/// Installs `handler` for `vector`. The handler runs with interrupts
+/// disabled and must acknowledge its source; the local APIC's EOI is sent
+/// after it returns.
+pub fn set_handler(vector: u8, handler: fn(u8)) {
+    HANDLERS[usize::from(vector)].store(handler as usize, Ordering::Release);
+}
+
+/// Returns how many interrupts `vector` has taken.
+pub fn count(vector: u8) -> u64 {
+    COUNTS[usize::from(vector)].load(Ordering::Relaxed)
+}
+
+extern "C" fn interrupt_dispatch(frame: &ExceptionFrame) {
+    let vector = (frame.vector & 0xff) as u8;
+    COUNTS[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
+    if vector == crate::apic::SPURIOUS_VECTOR {
+        // A spurious APIC interrupt must not be acknowledged with an EOI.
+        return;
+    }
+    let handler = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
+    if handler == 0 {
+        if !REPORTED[usize::from(vector)].swap(true, Ordering::Relaxed) {
+            log::warn!("unexpected interrupt vector {vector:#x}: acknowledged and ignored");
+        }
+    } else {
+        // SAFETY: non-zero entries were stored by set_handler from a fn(u8).
+        let handler: fn(u8) = unsafe { core::mem::transmute::<usize, fn(u8)>(handler) };
+        handler(vector);
+    }
+    crate::apic::end_of_interrupt();
 }

@@ -1,32 +1,32 @@
 //! The unikernel image: initialisation order and the hand-over to the
 //! executor that runs the network stack and services.
+//!
+//! Boot order: COM1 and the clock, the command line, CPU tables, the heap,
+//! ACPI (ECAM, interrupt controllers), the local APIC and I/O APICs, PCI,
+//! the NIC, and finally the network stack and services on the executor.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+mod apic;
 mod devices;
 mod exit;
+mod idle;
 mod interrupts;
+mod ioapic;
 mod logger;
 mod memory;
+mod nic_irq;
 mod paging;
 mod platform;
+mod runtime;
 mod serial;
 mod time;
 
-use alloc::rc::Rc;
-use core::cell::RefCell;
-
 use boot::command_line::{Barriers, LogLevel, Options};
 use boot::BootInfo;
-use log::{error, info, LevelFilter};
-use net::executor::{yield_now, Executor};
-use net::nic::NicDevice;
-use net::services::echo;
-use net::stack::{Stack, StackConfig};
-use net::timer::Timers;
-use smoltcp::time::Instant;
+use log::{error, info, warn, LevelFilter};
 use virtio::barrier::BarrierMode;
 use virtio_net::NetOptions;
 
@@ -52,12 +52,7 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
     interrupts::init();
 
     for region in boot_info.memory_regions() {
-        info!(
-            "memory {:#012x}-{:#012x} type {}",
-            region.start,
-            region.end(),
-            region.kind
-        );
+        info!("memory {:#012x}-{:#012x} type {}", region.start, region.end(), region.kind);
     }
     match memory::init(boot_info) {
         Ok(heap) => info!("heap {:#x} size {} KiB", heap.start, heap.size_bytes / 1024),
@@ -79,6 +74,8 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
         None => info!("no MCFG table: PCI configuration through port I/O"),
     }
 
+    init_interrupt_controllers(boot_info);
+
     let functions = devices::enumerate_pci(ecam, low_ram_end(boot_info));
     let net_options = NetOptions {
         barrier_mode: match options.barriers {
@@ -86,70 +83,39 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
             Barriers::Strong => BarrierMode::Strong,
         },
         event_idx: true,
+        msix: None,
     };
     let Some(nic) = devices::start_nic(&functions, ecam, net_options) else {
         error!("no usable NIC found: the kernel needs a virtio-net device (-device virtio-net-pci)");
         exit_with(ExitCode::NoUsableNic);
     };
 
-    let mut device = NicDevice::new(nic);
-    let stack = Stack::new(
-        StackConfig {
-            mac_address: device.nic().mac_address(),
-            address: options.address,
-            prefix_length: options.prefix_length,
-            gateway: Some(options.gateway),
-            random_seed: time::rdtsc(),
-        },
-        &mut device,
-        clock,
-    );
-    info!("interface {}/{} gateway {}", options.address, options.prefix_length, options.gateway);
-    let device = Rc::new(RefCell::new(device));
-
-    let mut executor = Executor::new();
-    let spawner = executor.spawner();
-    let timers = Timers::new(clock);
-    spawner.spawn_named("interface", {
-        let (stack, device, timers) = (stack.clone(), device.clone(), timers.clone());
-        async move {
-            loop {
-                stack.poll(&mut *device.borrow_mut());
-                timers.fire(clock());
-                yield_now().await;
-            }
-        }
-    });
-    spawner.spawn_named("echo-tcp", {
-        let (stack, spawner) = (stack.clone(), spawner.clone());
-        async move {
-            if let Err(problem) = echo::serve_tcp(stack, spawner, echo::ECHO_PORT).await {
-                error!("TCP echo stopped: {problem:?}");
-            }
-        }
-    });
-    spawner.spawn_named("echo-udp", {
-        let stack = stack.clone();
-        async move {
-            if let Err(problem) = echo::serve_udp(stack, echo::ECHO_PORT).await {
-                error!("UDP echo stopped: {problem:?}");
-            }
-        }
-    });
-    // One pass binds the services' sockets before the line below says so.
-    executor.run_once();
-    info!(
-        "echo listening on TCP and UDP port {} (boot took {} us)",
-        echo::ECHO_PORT,
-        time::uptime_micros()
-    );
-
-    executor.run(|_| core::hint::spin_loop())
+    runtime::run(nic, &options)
 }
 
-/// Returns smoltcp's time: microseconds since the PVH entry.
-fn clock() -> Instant {
-    Instant::from_micros(time::uptime_micros() as i64)
+/// Brings up the local APIC (masking the PICs) and the I/O APICs from the
+/// MADT, and installs the timer handler.
+fn init_interrupt_controllers(boot_info: &BootInfo) {
+    let controllers = platform::find_interrupt_controllers(boot_info.rsdp_address).unwrap_or_default();
+    match apic::init(controllers.local_apic_address) {
+        Ok(summary) => info!(
+            "local APIC {}: {}, timer {}",
+            summary.id,
+            if summary.x2apic { "x2APIC" } else { "xAPIC" },
+            if summary.tsc_deadline { "TSC-deadline" } else { "one-shot (calibrated)" }
+        ),
+        Err(problem) => {
+            error!("local APIC unusable: {problem:?}");
+            exit_with(ExitCode::BootFailure);
+        }
+    }
+    interrupts::set_handler(apic::TIMER_VECTOR, |_| apic::timer_fired());
+    for io_apic in &controllers.io_apics {
+        match ioapic::add(io_apic) {
+            Ok(lines) => info!("I/O APIC {} at {:#x}: GSI {}-{}", io_apic.id, io_apic.address, io_apic.gsi_base, io_apic.gsi_base + lines - 1),
+            Err(problem) => warn!("I/O APIC at {:#x} unusable: {problem:?}", io_apic.address),
+        }
+    }
 }
 
 /// Returns the end of usable RAM below 4 GiB, above which PCI windows lie.

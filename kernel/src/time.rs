@@ -67,6 +67,18 @@ pub fn ticks_to_micros(ticks: u64) -> u64 {
     ((ticks as u128 * 1_000_000) / hz as u128) as u64
 }
 
+/// Returns the TSC ticks since the PVH entry.
+pub fn ticks_since_entry() -> u64 {
+    rdtsc().wrapping_sub(ENTRY_TSC.load(Ordering::Relaxed))
+}
+
+/// Converts microseconds since the PVH entry to an absolute TSC value.
+pub fn micros_to_tsc(micros: u64) -> u64 {
+    let hz = TSC_HZ.load(Ordering::Relaxed);
+    let ticks = (u128::from(micros) * u128::from(hz) / 1_000_000) as u64;
+    ENTRY_TSC.load(Ordering::Relaxed).wrapping_add(ticks)
+}
+
 /// Returns the microseconds since the PVH entry (0 before [`init`]).
 pub fn uptime_micros() -> u64 {
     let ticks = rdtsc().wrapping_sub(ENTRY_TSC.load(Ordering::Relaxed));

@@ -30,7 +30,6 @@ pub mod tx;
 
 use core::fmt;
 
-use futures_util::task::AtomicWaker;
 use log::{info, warn};
 use virtio::barrier::BarrierMode;
 use virtio::dma::Dma;
@@ -59,6 +58,17 @@ pub const MAX_QUEUE_SIZE: u16 = 256;
 /// Locally administered MAC used when the device offers none.
 const FALLBACK_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 
+/// MSI-X table entries the driver assigns, when MSI-X is in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsixVectors {
+    /// Entry for configuration changes (`msix_config`).
+    pub config: u16,
+    /// Entry for the receive queue.
+    pub receive: u16,
+    /// Entry for the transmit queue.
+    pub transmit: u16,
+}
+
 /// Driver settings chosen by the kernel command line.
 #[derive(Clone, Copy, Debug)]
 pub struct NetOptions {
@@ -66,6 +76,9 @@ pub struct NetOptions {
     /// Offer VIRTIO_F_EVENT_IDX; without it the ring flags suppress
     /// notifications.
     pub event_idx: bool,
+    /// MSI-X entries to program, or `None` for the INTx line and the ISR
+    /// status register.
+    pub msix: Option<MsixVectors>,
 }
 
 /// Why the NIC could not be brought up.
@@ -104,8 +117,6 @@ pub struct VirtioNet<R: RegisterBlock, D: Dma + Clone> {
     transmitter: Transmitter<D>,
     features: Features,
     mac_address: [u8; 6],
-    /// Woken by the interrupt path when a queue has used buffers.
-    pub waker: AtomicWaker,
 }
 
 impl<R: RegisterBlock, D: Dma + Clone> VirtioNet<R, D> {
@@ -132,7 +143,6 @@ impl<R: RegisterBlock, D: Dma + Clone> VirtioNet<R, D> {
                     transmitter,
                     features,
                     mac_address,
-                    waker: AtomicWaker::new(),
                 };
                 device.transport.driver_ok();
                 device.log_ready();
@@ -156,19 +166,22 @@ impl<R: RegisterBlock, D: Dma + Clone> VirtioNet<R, D> {
         let event_idx = features.has(VIRTIO_F_EVENT_IDX);
         let order_platform = features.has(VIRTIO_F_ORDER_PLATFORM);
 
-        let mut make_queue = |index: u16| -> Result<_, NetError> {
+        if let Some(vectors) = options.msix {
+            transport.set_config_msix_vector(Some(vectors.config))?;
+        }
+        let mut make_queue = |index: u16, vector: Option<u16>| -> Result<_, NetError> {
             let size = transport.max_queue_size(index)?.min(MAX_QUEUE_SIZE);
             let queue = SplitQueue::new(dma.clone(), index, size, options.barrier_mode, event_idx, order_platform)
                 .map_err(NetError::Queue)?;
-            let notifier = transport.setup_queue(index, &queue.addresses(), None)?;
+            let notifier = transport.setup_queue(index, &queue.addresses(), vector)?;
             let buffers = BufferPool::new(dma.clone(), size, BUFFER_BYTES).ok_or(
                 NetError::BufferAllocationFailed { queue: index, bytes: usize::from(size) * BUFFER_BYTES },
             )?;
             Ok((queue, notifier, buffers))
         };
-        let (queue, notifier, buffers) = make_queue(RECEIVE_QUEUE)?;
+        let (queue, notifier, buffers) = make_queue(RECEIVE_QUEUE, options.msix.map(|vectors| vectors.receive))?;
         let mut receiver = Receiver::new(queue, notifier, buffers);
-        let (queue, notifier, buffers) = make_queue(TRANSMIT_QUEUE)?;
+        let (queue, notifier, buffers) = make_queue(TRANSMIT_QUEUE, options.msix.map(|vectors| vectors.transmit))?;
         let transmitter = Transmitter::new(queue, notifier, buffers);
 
         receiver.post_all(transport);
@@ -245,6 +258,28 @@ impl<R: RegisterBlock, D: Dma + Clone> VirtioNet<R, D> {
         let receive = self.receiver.queue_mut().set_barrier_mode(mode);
         let transmit = self.transmitter.queue_mut().set_barrier_mode(mode);
         receive && transmit
+    }
+
+    /// Suppresses used-buffer notifications (interrupts) on both queues,
+    /// while the driver processes the rings.
+    pub fn disable_interrupts(&mut self) {
+        self.receiver.queue_mut().disable_interrupts();
+        self.transmitter.queue_mut().disable_interrupts();
+    }
+
+    /// Re-enables used-buffer notifications on both queues. Returns true
+    /// when used buffers arrived meanwhile, so the caller must process the
+    /// rings again instead of waiting for an interrupt that may not come.
+    pub fn enable_interrupts(&mut self) -> bool {
+        let receive_pending = self.receiver.queue_mut().enable_interrupts();
+        let transmit_pending = self.transmitter.queue_mut().enable_interrupts();
+        receive_pending || transmit_pending
+    }
+
+    /// Returns whether either queue has used buffers waiting.
+    pub fn has_used_buffers(&self) -> bool {
+        self.receiver.queue().used_idx() != self.receiver.queue().last_used_idx()
+            || self.transmitter.queue().used_idx() != self.transmitter.queue().last_used_idx()
     }
 
     /// Splits the device into its parts, so that a received frame and a
