@@ -39,6 +39,13 @@ Boot options (defaults in brackets):
   --nic-options OPTS        extra properties for -device virtio-net-pci,
                             for example 'event_idx=off' [none]
   --no-nic                  boot without a network device
+  --serial socket:PATH      put the console on a Unix socket server at PATH
+                            (connect with: socat - UNIX-CONNECT:PATH); the
+                            output is still copied to this terminal [stdio]
+  --serial-log FILE         with --serial socket:PATH, copy the output to FILE
+                            instead of this terminal
+  --gdb PORT                start QEMU halted with a gdb stub on
+                            127.0.0.1:PORT and print the gdb command line
   --debug                   build and boot the debug profile [release]
   --no-build                boot the image already built
   -h, --help                show this help
@@ -127,7 +134,7 @@ kvm_cpu_model() {
 boot() {
     local append="" accel="" machine=q35 firmware="" memory=256M echo_port=5007
     local discard_port=5009 chargen_port=5019 netperf_port=12865 data_ports=12866-12869
-    local nic_options="" nic=yes profile=release build=yes
+    local nic_options="" nic=yes profile=release build=yes serial=stdio serial_log="" gdb_port=""
     local qemu_extra=()
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -143,6 +150,9 @@ boot() {
             --data-ports) data_ports=${2?--data-ports needs FIRST-LAST}; shift 2 ;;
             --nic-options) nic_options=${2?--nic-options needs a value}; shift 2 ;;
             --no-nic) nic=no; shift ;;
+            --serial) serial=${2?--serial needs socket:PATH}; shift 2 ;;
+            --serial-log) serial_log=${2?--serial-log needs a file}; shift 2 ;;
+            --gdb) gdb_port=${2?--gdb needs a port}; shift 2 ;;
             --debug) profile=debug; shift ;;
             --no-build) build=no; shift ;;
             -h|--help) usage; exit 0 ;;
@@ -214,9 +224,31 @@ boot() {
         append="netperf_data_ports=$data_ports${append:+ $append}"
     fi
 
+    local serial_args=(-serial stdio)
+    case "$serial" in
+        stdio) ;;
+        socket:?*)
+            local socket_path=${serial#socket:}
+            # QEMU copies everything the guest prints to the log file, so the
+            # console output still reaches this terminal (or the named file).
+            local log_target=${serial_log:-/dev/stdout}
+            serial_args=(-chardev "socket,id=console,path=$socket_path,server=on,wait=off,logfile=$log_target"
+                -serial chardev:console)
+            ;;
+        *) die "invalid --serial '$serial': expected socket:PATH" ;;
+    esac
+
+    local gdb_args=()
+    if [ -n "$gdb_port" ]; then
+        case "$gdb_port" in ''|*[!0-9]*) die "invalid --gdb '$gdb_port': expected a port number" ;; esac
+        gdb_args=(-gdb "tcp:127.0.0.1:$gdb_port" -S)
+        log "QEMU waits for gdb; in another terminal run:"
+        log "  gdb $image -ex 'target remote 127.0.0.1:$gdb_port' -ex 'hbreak kernel_main' -ex continue"
+    fi
+
     local command=(qemu-system-x86_64 -M "$machine" -accel "$accel" -cpu "$cpu"
         -m "$memory" -nodefaults -no-user-config -no-reboot
-        -display none -monitor none -serial stdio
+        -display none -monitor none "${serial_args[@]}" "${gdb_args[@]}"
         "${firmware_args[@]}"
         -kernel "$image" -append "$append"
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
@@ -225,7 +257,9 @@ boot() {
 
     # QEMU runs as a child so that its status can be mapped back and so that
     # ending this script (by PID) also ends QEMU.
-    "${command[@]}" &
+    # Without job control a background command's stdin would be /dev/null;
+    # the explicit redirection keeps the terminal (the guest console) on it.
+    "${command[@]}" <&0 &
     local qemu=$!
     trap 'kill "$qemu" 2>/dev/null || true' INT TERM HUP EXIT
     local status=0

@@ -19,6 +19,7 @@ impl Log for SerialLogger {
             return;
         }
         let micros = time::uptime_micros();
+        crate::console::before_log();
         crate::println!(
             "[{:5}.{:06}] {:5} {}: {}",
             micros / 1_000_000,
@@ -27,6 +28,7 @@ impl Log for SerialLogger {
             record.target(),
             record.args()
         );
+        crate::console::after_log();
     }
 
     fn flush(&self) {}

@@ -10,6 +10,7 @@
 extern crate alloc;
 
 mod apic;
+mod console;
 mod devices;
 mod exit;
 mod idle;
@@ -74,7 +75,7 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
         None => info!("no MCFG table: PCI configuration through port I/O"),
     }
 
-    init_interrupt_controllers(boot_info);
+    let controllers = init_interrupt_controllers(boot_info);
 
     let functions = devices::enumerate_pci(ecam, low_ram_end(boot_info));
     let net_options = NetOptions {
@@ -90,12 +91,12 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
         exit_with(ExitCode::NoUsableNic);
     };
 
-    runtime::run(nic, &options)
+    runtime::run(nic, &options, functions, &controllers)
 }
 
 /// Brings up the local APIC (masking the PICs) and the I/O APICs from the
 /// MADT, and installs the timer handler.
-fn init_interrupt_controllers(boot_info: &BootInfo) {
+fn init_interrupt_controllers(boot_info: &BootInfo) -> platform::InterruptControllers {
     let controllers = platform::find_interrupt_controllers(boot_info.rsdp_address).unwrap_or_default();
     match apic::init(controllers.local_apic_address) {
         Ok(summary) => info!(
@@ -116,6 +117,7 @@ fn init_interrupt_controllers(boot_info: &BootInfo) {
             Err(problem) => warn!("I/O APIC at {:#x} unusable: {problem:?}", io_apic.address),
         }
     }
+    controllers
 }
 
 /// Returns the end of usable RAM below 4 GiB, above which PCI windows lie.

@@ -8,6 +8,7 @@
 //! the task polls on every pass of the executor and the CPU never halts.
 
 use alloc::rc::Rc;
+use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::future::poll_fn;
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -20,11 +21,14 @@ use net::nic::NicDevice;
 use net::services::echo;
 use net::stack::{Stack, StackConfig};
 use net::timer::Timers;
+use pci::Function;
 use smoltcp::time::Instant;
 use virtio::dma::IdentityDma;
 use virtio::transport::MmioRegion;
 
+use crate::console::{self, ConsoleContext};
 use crate::devices::Nic;
+use crate::platform::InterruptControllers;
 use crate::{idle, nic_irq, time};
 
 /// The interface's device type.
@@ -61,7 +65,7 @@ pub fn clock() -> Instant {
 }
 
 /// Starts the stack and services on `nic` and runs the executor forever.
-pub fn run(nic: Nic, options: &Options) -> ! {
+pub fn run(nic: Nic, options: &Options, functions: Vec<Function>, controllers: &InterruptControllers) -> ! {
     set_mode(options.mode);
     let mut device = NicDevice::new(nic);
     let stack = Stack::new(
@@ -83,6 +87,15 @@ pub fn run(nic: Nic, options: &Options) -> ! {
     let spawner = executor.spawner();
     spawner.spawn_named("interface", drive_interface(stack.clone(), device.clone(), timers.clone()));
     spawn_services(&spawner, &stack);
+    console::init(controllers);
+    let console_context = ConsoleContext {
+        device: device.clone(),
+        stack: stack.clone(),
+        functions,
+        address: options.address,
+        prefix_length: options.prefix_length,
+        gateway: options.gateway,
+    };
 
     // One pass binds the services' sockets before the line below says so.
     executor.run_once();
@@ -93,6 +106,7 @@ pub fn run(nic: Nic, options: &Options) -> ! {
         mode()
     );
 
+    spawner.spawn_named("console", console::run(console_context, timers.clone()));
     executor.run(|executor| idle(executor, &timers))
 }
 

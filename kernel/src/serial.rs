@@ -8,6 +8,7 @@ use core::fmt::{self, Write};
 
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
+use uart_16550::spec::registers::IER;
 use uart_16550::{Config, Uart16550};
 
 /// I/O base of COM1 on PC-compatible machines.
@@ -24,6 +25,18 @@ pub fn init() {
     };
     if port.init(Config::default()).is_ok() {
         *COM1.lock() = Some(port);
+    }
+}
+
+/// Returns the next received byte, if one is waiting.
+pub fn read_byte() -> Option<u8> {
+    COM1.lock().as_mut()?.try_receive_byte().ok()
+}
+
+/// Makes COM1 raise its interrupt line when a byte arrives.
+pub fn enable_receive_interrupt() {
+    if let Some(port) = COM1.lock().as_mut() {
+        port.enable_interrupts(IER::DATA_READY);
     }
 }
 
