@@ -56,6 +56,9 @@ pub struct Options {
     pub netperf_data_ports: (u16, u16),
     /// `mode=irq|poll` (default irq).
     pub mode: WaitMode,
+    /// `barrier_bench=on|off|ITERATIONS`: run the barrier microbenchmark at
+    /// boot with this many barriers per timed loop (default off).
+    pub barrier_bench_iterations: Option<u32>,
 }
 
 impl Default for Options {
@@ -68,13 +71,18 @@ impl Default for Options {
             barriers: Barriers::Weak,
             netperf_data_ports: (12866, 12869),
             mode: WaitMode::Interrupt,
+            barrier_bench_iterations: None,
         }
     }
 }
 
+/// Barriers per timed loop for `barrier_bench=on`.
+pub const DEFAULT_BARRIER_BENCH_ITERATIONS: u32 = 100_000;
+
 /// The option names, for the error message that lists them.
 pub const KNOWN_OPTIONS: &str =
-    "ip=ADDR/PREFIX gw=ADDR log=LEVEL barriers=weak|strong mode=irq|poll netperf_data_ports=FIRST-LAST";
+    "ip=ADDR/PREFIX gw=ADDR log=LEVEL barriers=weak|strong mode=irq|poll netperf_data_ports=FIRST-LAST \
+     barrier_bench=on|off|ITERATIONS";
 
 /// Why a command line was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,6 +167,16 @@ impl Options {
                     _ => return Err(invalid("irq or poll")),
                 };
             }
+            "barrier_bench" => {
+                self.barrier_bench_iterations = match value {
+                    "off" => None,
+                    "on" => Some(DEFAULT_BARRIER_BENCH_ITERATIONS),
+                    _ => match u32::from_str(value) {
+                        Ok(iterations) if iterations > 0 => Some(iterations),
+                        _ => return Err(invalid("on, off or a positive number of iterations")),
+                    },
+                };
+            }
             "netperf_data_ports" => {
                 let expected = "FIRST-LAST, two ports from 1 to 65535 with FIRST <= LAST";
                 let (first, last) = value.split_once('-').ok_or_else(|| invalid(expected))?;
@@ -189,7 +207,8 @@ mod tests {
     #[test]
     fn every_option_parses() {
         let options = Options::parse(
-            "ip=192.168.7.2/16 gw=192.168.0.1 log=debug barriers=strong mode=poll netperf_data_ports=5000-5003",
+            "ip=192.168.7.2/16 gw=192.168.0.1 log=debug barriers=strong mode=poll netperf_data_ports=5000-5003 \
+             barrier_bench=5000",
         )
         .unwrap();
         assert_eq!(options.address, Ipv4Addr::new(192, 168, 7, 2));
@@ -199,6 +218,11 @@ mod tests {
         assert_eq!(options.barriers, Barriers::Strong);
         assert_eq!(options.netperf_data_ports, (5000, 5003));
         assert_eq!(options.mode, WaitMode::Poll);
+        assert_eq!(options.barrier_bench_iterations, Some(5000));
+        assert_eq!(
+            Options::parse("barrier_bench=on").unwrap().barrier_bench_iterations,
+            Some(DEFAULT_BARRIER_BENCH_ITERATIONS)
+        );
     }
 
     #[test]
@@ -218,6 +242,8 @@ mod tests {
             "log=loud",
             "barriers=medium",
             "mode=sometimes",
+            "barrier_bench=0",
+            "barrier_bench=maybe",
             "netperf_data_ports=5000",
             "netperf_data_ports=5003-5000",
             "netperf_data_ports=0-10",

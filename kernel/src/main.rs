@@ -10,6 +10,7 @@
 extern crate alloc;
 
 mod apic;
+mod barrier_bench;
 mod console;
 mod devices;
 mod exit;
@@ -76,6 +77,9 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
     }
 
     let controllers = init_interrupt_controllers(boot_info);
+    if let Some(iterations) = options.barrier_bench_iterations {
+        barrier_bench::run(iterations, barrier_bench::accelerator());
+    }
 
     let functions = devices::enumerate_pci(ecam, low_ram_end(boot_info));
     let net_options = NetOptions {

@@ -24,6 +24,7 @@ extern crate std;
 
 mod buffers;
 pub mod header;
+pub mod histogram;
 pub mod rx;
 pub mod stats;
 pub mod tx;

@@ -13,6 +13,7 @@ use virtio::queue::{Buffer, SplitQueue, UsedLength};
 use virtio::transport::{PciTransport, QueueNotifier, RegisterBlock};
 
 use crate::buffers::BufferPool;
+use crate::histogram::{read_tsc, PathHistograms};
 use crate::header::HEADER_BYTES;
 use crate::stats::{should_log, RxStats};
 
@@ -44,12 +45,24 @@ pub struct Receiver<D: Dma + Clone> {
     pub(crate) notifier: QueueNotifier,
     buffers: BufferPool<D>,
     stats: RxStats,
+    /// Cycles to repost a buffer: add, publish and notification decision.
+    submit_cycles: PathHistograms,
+    /// Cycles to read the used idx and one used entry.
+    complete_cycles: PathHistograms,
     broken_reported: bool,
 }
 
 impl<D: Dma + Clone> Receiver<D> {
     pub(crate) fn new(queue: SplitQueue<u16, D>, notifier: QueueNotifier, buffers: BufferPool<D>) -> Self {
-        Self { queue, notifier, buffers, stats: RxStats::default(), broken_reported: false }
+        Self {
+            queue,
+            notifier,
+            buffers,
+            stats: RxStats::default(),
+            submit_cycles: PathHistograms::default(),
+            complete_cycles: PathHistograms::default(),
+            broken_reported: false,
+        }
     }
 
     /// Posts every buffer and notifies the device once.
@@ -83,7 +96,12 @@ impl<D: Dma + Clone> Receiver<D> {
     /// ones, or `None` when the used ring is empty or the queue is broken.
     pub fn receive<R: RegisterBlock>(&mut self, transport: &PciTransport<R>) -> Option<ReceivedFrame> {
         loop {
-            let used = match self.queue.pop_used() {
+            let start = read_tsc();
+            let popped = self.queue.pop_used();
+            if let Ok(Some(_)) = popped {
+                self.complete_cycles.record(self.queue.barrier_mode(), read_tsc().wrapping_sub(start));
+            }
+            let used = match popped {
                 Ok(Some(used)) => used,
                 Ok(None) => return None,
                 Err(problem) => {
@@ -134,8 +152,20 @@ impl<D: Dma + Clone> Receiver<D> {
 
     /// Reposts a frame's buffer for the device to fill again.
     pub fn recycle<R: RegisterBlock>(&mut self, frame: ReceivedFrame, transport: &PciTransport<R>) {
+        let start = read_tsc();
         self.post(frame.index);
-        self.publish(transport);
+        let notify = self.queue.publish();
+        self.submit_cycles.record(self.queue.barrier_mode(), read_tsc().wrapping_sub(start));
+        if notify {
+            transport.notify(self.notifier);
+            self.stats.notifications += 1;
+        }
+    }
+
+    /// Returns the cycle histograms of the submit path (repost) and the
+    /// completion path (used entry read).
+    pub fn cycle_histograms(&self) -> (&PathHistograms, &PathHistograms) {
+        (&self.submit_cycles, &self.complete_cycles)
     }
 
     /// Returns the receive counters.

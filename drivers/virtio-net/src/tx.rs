@@ -13,6 +13,7 @@ use virtio::queue::{Buffer, SplitQueue};
 use virtio::transport::{PciTransport, QueueNotifier, RegisterBlock};
 
 use crate::buffers::BufferPool;
+use crate::histogram::{read_tsc, PathHistograms};
 use crate::header::HEADER_BYTES;
 use crate::stats::{should_log, TxStats};
 
@@ -23,13 +24,26 @@ pub struct Transmitter<D: Dma + Clone> {
     buffers: BufferPool<D>,
     free: Vec<u16>,
     stats: TxStats,
+    /// Cycles to add, publish and decide on the notification of a frame.
+    submit_cycles: PathHistograms,
+    /// Cycles to read the used idx and one used entry.
+    complete_cycles: PathHistograms,
     broken_reported: bool,
 }
 
 impl<D: Dma + Clone> Transmitter<D> {
     pub(crate) fn new(queue: SplitQueue<u16, D>, notifier: QueueNotifier, buffers: BufferPool<D>) -> Self {
         let free = (0..buffers.count()).rev().collect();
-        Self { queue, notifier, buffers, free, stats: TxStats::default(), broken_reported: false }
+        Self {
+            queue,
+            notifier,
+            buffers,
+            free,
+            stats: TxStats::default(),
+            submit_cycles: PathHistograms::default(),
+            complete_cycles: PathHistograms::default(),
+            broken_reported: false,
+        }
     }
 
     /// Returns the largest frame one transmit buffer holds.
@@ -40,7 +54,12 @@ impl<D: Dma + Clone> Transmitter<D> {
     /// Takes back the buffers the device has finished sending.
     pub fn reclaim(&mut self) {
         loop {
-            match self.queue.pop_used() {
+            let start = read_tsc();
+            let popped = self.queue.pop_used();
+            if let Ok(Some(_)) = popped {
+                self.complete_cycles.record(self.queue.barrier_mode(), read_tsc().wrapping_sub(start));
+            }
+            match popped {
                 // The used length of a transmit chain carries no meaning
                 // (the device only reads it), so even an invalid one frees
                 // the buffer.
@@ -102,18 +121,27 @@ impl<D: Dma + Clone> Transmitter<D> {
             address: self.buffers.device_address(index),
             len: (HEADER_BYTES + frame_bytes) as u32,
         };
+        let start = read_tsc();
         if let Err(rejected) = self.queue.add(&[buffer], &[], index) {
             self.stats.dropped_queue_error += 1;
             self.free.push(rejected.into_token());
             return Some(result);
         }
-        if self.queue.publish() {
+        let notify = self.queue.publish();
+        self.submit_cycles.record(self.queue.barrier_mode(), read_tsc().wrapping_sub(start));
+        if notify {
             transport.notify(self.notifier);
             self.stats.notifications += 1;
         }
         self.stats.frames += 1;
         self.stats.bytes += frame_bytes as u64;
         Some(result)
+    }
+
+    /// Returns the cycle histograms of the submit path (add, publish,
+    /// notification decision) and the completion path (used entry read).
+    pub fn cycle_histograms(&self) -> (&PathHistograms, &PathHistograms) {
+        (&self.submit_cycles, &self.complete_cycles)
     }
 
     /// Returns the transmit counters.

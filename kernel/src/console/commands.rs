@@ -27,6 +27,7 @@ const COMMANDS: &[Command] = &[
     Command { name: "barriers", usage: "barriers [weak|strong]", help: "show or switch the barrier mode of every virtqueue", run: barriers },
     Command { name: "mode", usage: "mode [irq|poll]", help: "show or switch interrupt or busy-poll mode", run: mode },
     Command { name: "log", usage: "log [off|error|warn|info|debug|trace]", help: "show or set the log level", run: log_level },
+    Command { name: "barrier-bench", usage: "barrier-bench [ITERATIONS]", help: "time read, write and full barriers in each mode", run: barrier_bench_command },
     Command { name: "exit", usage: "exit [CODE]", help: "end QEMU; ./run.sh exits with CODE (default 0)", run: exit_command },
 ];
 
@@ -102,6 +103,10 @@ fn stats(context: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static st
     let intx = interrupts::count(nic_irq::INTX_VECTOR);
     print_queue("receive", nic.receiver().queue(), interrupts::count(nic_irq::RECEIVE_VECTOR) + intx);
     print_queue("transmit", nic.transmitter().queue(), interrupts::count(nic_irq::TRANSMIT_VECTOR));
+    for (queue, (submit, complete)) in [(0u16, nic.receiver().cycle_histograms()), (1, nic.transmitter().cycle_histograms())] {
+        print_histograms(queue, "submit", submit);
+        print_histograms(queue, "complete", complete);
+    }
     let counters = nic.stats();
     println!(
         "nic rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} rx_dropped_short={} rx_dropped_too_long={} \
@@ -140,6 +145,38 @@ fn stats(context: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static st
         },
     );
     Ok(())
+}
+
+fn barrier_bench_command(_: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static str> {
+    let iterations = match arguments {
+        [] => crate::barrier_bench::DEFAULT_ITERATIONS,
+        [count] => match count.parse::<u32>() {
+            Ok(count) if count > 0 => count,
+            _ => return Err("expected a positive number of iterations"),
+        },
+        _ => return Err("expected at most one number"),
+    };
+    crate::barrier_bench::run(iterations, crate::barrier_bench::accelerator());
+    Ok(())
+}
+
+fn print_histograms(queue: u16, path: &str, histograms: &virtio_net::histogram::PathHistograms) {
+    for mode in [BarrierMode::Weak, BarrierMode::Strong] {
+        let histogram = histograms.for_mode(mode);
+        let mut buckets = alloc::string::String::new();
+        for (index, count) in histogram.buckets.iter().enumerate() {
+            if index > 0 {
+                buckets.push(',');
+            }
+            let _ = core::fmt::Write::write_fmt(&mut buckets, format_args!("{count}"));
+        }
+        println!(
+            "cycles queue={queue} path={path} mode={} count={} mean={} log2_buckets={buckets}",
+            mode_name(mode),
+            histogram.count,
+            histogram.mean_cycles(),
+        );
+    }
 }
 
 fn pci(context: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static str> {
