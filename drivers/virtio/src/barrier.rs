@@ -254,6 +254,10 @@ pub unsafe fn store_then_full_barrier(mode: BarrierMode, target: *mut u16, value
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BarrierCounters {
     counts: [[u64; 2]; BarrierSite::COUNT],
+    /// Executions that ran no barrier because the site was ablated. They are
+    /// in no mode's count.
+    #[cfg(feature = "ablation")]
+    ablated: [u64; BarrierSite::COUNT],
 }
 
 impl BarrierCounters {
@@ -295,8 +299,21 @@ impl BarrierCounters {
             .sum()
     }
 
+    /// Executions of `site` that ran no barrier because the site was
+    /// ablated (see [`ablation`]).
+    #[cfg(feature = "ablation")]
+    pub fn ablated_count(&self, site: BarrierSite) -> u64 {
+        self.ablated[site.counter_index()]
+    }
+
     fn record(&mut self, site: BarrierSite, mode: BarrierMode) {
         let count = &mut self.counts[site.counter_index()][mode.counter_index()];
+        *count = count.wrapping_add(1);
+    }
+
+    #[cfg(feature = "ablation")]
+    fn record_ablated(&mut self, site: BarrierSite) {
+        let count = &mut self.ablated[site.counter_index()];
         *count = count.wrapping_add(1);
     }
 }
@@ -380,6 +397,11 @@ impl SiteBarriers {
             site != BarrierSite::UsedEventStore,
             "the used-event-store site stores through store_then_fence"
         );
+        #[cfg(feature = "ablation")]
+        if ablation::is_site_ablated(site) {
+            self.counters.record_ablated(site);
+            return;
+        }
         let mode = self.site_mode(site);
         self.counters.record(site, mode);
         match site.kind() {
@@ -397,6 +419,14 @@ impl SiteBarriers {
     /// a u16 write and no Rust reference covers it.
     #[inline(always)]
     pub unsafe fn store_then_fence(&mut self, site: BarrierSite, target: *mut u16, value: u16) {
+        #[cfg(feature = "ablation")]
+        if ablation::is_site_ablated(site) {
+            self.counters.record_ablated(site);
+            // SAFETY: the caller guarantees that `target` is valid and
+            // aligned for a u16 write, with no reference covering it.
+            unsafe { target.write_volatile(value) };
+            return;
+        }
         let mode = self.site_mode(site);
         self.counters.record(site, mode);
         // SAFETY: the caller upholds the contract of this function, which is
@@ -419,6 +449,50 @@ impl SiteBarriers {
             );
         }
         None
+    }
+}
+
+/// Removal of single barrier sites, for fault-injection runs of the host
+/// ring benchmark. The module exists only with the `ablation` feature, which
+/// needs std. The kernel never enables it, so it cannot execute an ablated
+/// site.
+///
+/// An ablated site executes no barrier instruction and no compiler barrier.
+/// The used-event-store site still stores `used_event`, with a plain volatile
+/// store. Ablation is per thread: it applies to the barrier sites of every
+/// queue that the calling thread drives, and to no other thread.
+#[cfg(feature = "ablation")]
+pub mod ablation {
+    extern crate std;
+
+    use core::cell::Cell;
+
+    use super::BarrierSite;
+
+    std::thread_local! {
+        /// Bit `counter_index` is set for each ablated site.
+        static ABLATED_SITES: Cell<u8> = const { Cell::new(0) };
+    }
+
+    /// Removes the barrier of `site` for the calling thread when `ablated` is
+    /// true, and restores it when false.
+    pub fn set_site_ablated(site: BarrierSite, ablated: bool) {
+        let bit = 1u8 << site.counter_index();
+        ABLATED_SITES.with(|sites| {
+            let mask = sites.get();
+            sites.set(if ablated { mask | bit } else { mask & !bit });
+        });
+    }
+
+    /// Restores every site for the calling thread.
+    pub fn restore_all_sites() {
+        ABLATED_SITES.with(|sites| sites.set(0));
+    }
+
+    /// Returns whether `site` is ablated for the calling thread.
+    #[inline(always)]
+    pub fn is_site_ablated(site: BarrierSite) -> bool {
+        ABLATED_SITES.with(|sites| sites.get() & (1u8 << site.counter_index()) != 0)
     }
 }
 
@@ -541,5 +615,68 @@ mod tests {
             .iter()
             .all(|&site| barriers.site_mode(site) == BarrierMode::Weak));
         assert_eq!(barriers.mode(), BarrierMode::Weak);
+    }
+}
+
+#[cfg(all(test, feature = "ablation"))]
+mod ablation_tests {
+    use super::*;
+
+    #[test]
+    fn ablated_site_counts_apart_from_modes() {
+        let mut barriers = SiteBarriers::new(0, BarrierMode::Strong, false);
+        ablation::set_site_ablated(BarrierSite::NotifyCheck, true);
+        barriers.fence(BarrierSite::NotifyCheck);
+        barriers.fence(BarrierSite::AvailPublish);
+        ablation::restore_all_sites();
+        barriers.fence(BarrierSite::NotifyCheck);
+
+        let counters = barriers.counters();
+        assert_eq!(counters.ablated_count(BarrierSite::NotifyCheck), 1);
+        assert_eq!(
+            counters.count(BarrierSite::NotifyCheck, BarrierMode::Strong),
+            1
+        );
+        assert_eq!(counters.ablated_count(BarrierSite::AvailPublish), 0);
+        assert_eq!(
+            counters.count(BarrierSite::AvailPublish, BarrierMode::Strong),
+            1
+        );
+        assert!(!ablation::is_site_ablated(BarrierSite::NotifyCheck));
+    }
+
+    #[test]
+    fn ablated_used_event_store_still_stores() {
+        let mut barriers = SiteBarriers::new(0, BarrierMode::Weak, false);
+        ablation::set_site_ablated(BarrierSite::UsedEventStore, true);
+        let mut word = 0u16;
+        // SAFETY: `word` is a live, aligned local with no reference to it
+        // during the call.
+        unsafe { barriers.store_then_fence(BarrierSite::UsedEventStore, &raw mut word, 9) };
+        ablation::set_site_ablated(BarrierSite::UsedEventStore, false);
+
+        assert_eq!(word, 9);
+        let counters = barriers.counters();
+        assert_eq!(counters.ablated_count(BarrierSite::UsedEventStore), 1);
+        assert_eq!(counters.site_total(BarrierSite::UsedEventStore), 0);
+    }
+
+    #[test]
+    fn ablation_is_per_thread() {
+        ablation::set_site_ablated(BarrierSite::UsedRead, true);
+        let other_thread = std::thread::spawn(|| {
+            let mut barriers = SiteBarriers::new(0, BarrierMode::Weak, false);
+            barriers.fence(BarrierSite::UsedRead);
+            (
+                ablation::is_site_ablated(BarrierSite::UsedRead),
+                barriers.counters().ablated_count(BarrierSite::UsedRead),
+            )
+        })
+        .join()
+        .expect("the other thread does not panic");
+        assert!(ablation::is_site_ablated(BarrierSite::UsedRead));
+        ablation::restore_all_sites();
+
+        assert_eq!(other_thread, (false, 0));
     }
 }
