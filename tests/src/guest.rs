@@ -9,10 +9,11 @@
 //! ```
 
 use std::fmt;
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -35,6 +36,9 @@ pub const LISTENING_LINE: &str = "echo listening on TCP and UDP port 7";
 const HOST_FORWARDING_FAILURE: &str = "Could not set up host forwarding rule";
 const MAX_BOOT_ATTEMPTS: u32 = 5;
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Time the forwarded ports must stay bound before a boot counts as past
+/// QEMU's network setup. QEMU exits within milliseconds of a failed rule.
+const FORWARDING_SETTLE: Duration = Duration::from_millis(300);
 /// Time between SIGTERM and SIGKILL when ending a guest.
 const TERMINATE_GRACE: Duration = Duration::from_secs(10);
 /// Time for the output pipes to close once `run.sh` has exited.
@@ -169,6 +173,8 @@ pub struct Guest {
     id: usize,
     options: GuestOptions,
     child: Child,
+    /// `run.sh`'s stdin, which QEMU's `-serial stdio` passes to COM1.
+    console_input: ChildStdin,
     exit_status: Option<ExitStatus>,
     log: Arc<SerialLog>,
     // Fields drop after `Drop::drop` has ended the process, so the ports and
@@ -200,7 +206,7 @@ impl Guest {
                 Some(lease_ports(options.data_port_count)?)
             };
             let ports = lease.as_ref().map(|lease| &lease.ports);
-            let (mut child, log) = spawn_run_sh(&options, ports)?;
+            let (mut child, console_input, log) = spawn_run_sh(&options, ports)?;
 
             match wait_for_forwarding(&mut child, &log, ports)? {
                 Forwarding::Ready(exit_status) => {
@@ -209,6 +215,7 @@ impl Guest {
                         id,
                         options,
                         child,
+                        console_input,
                         exit_status,
                         log,
                         lease,
@@ -326,6 +333,17 @@ impl Guest {
         })
     }
 
+    /// Types `line` on the serial console, followed by Enter.
+    ///
+    /// # Errors
+    /// Writing to the pipe fails, for example once the guest has exited.
+    pub fn send_console_line(&mut self, line: &str) -> io::Result<()> {
+        // The console's line editor ends a line at a carriage return.
+        self.console_input
+            .write_all(format!("{line}\r").as_bytes())?;
+        self.console_input.flush()
+    }
+
     /// Prints the whole log to stderr, which the test harness shows for a
     /// failed test.
     pub fn print_log(&self) {
@@ -401,7 +419,7 @@ fn signal_group(leader_pid: u32, signal: &str) {
 fn spawn_run_sh(
     options: &GuestOptions,
     ports: Option<&ForwardedPorts>,
-) -> Result<(Child, Arc<SerialLog>), GuestError> {
+) -> Result<(Child, ChildStdin, Arc<SerialLog>), GuestError> {
     let root = repository_root();
     let mut command = Command::new(root.join("run.sh"));
     command
@@ -411,7 +429,7 @@ fn spawn_run_sh(
     // in the instant before run.sh has installed its trap.
     command
         .process_group(0)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
 
@@ -420,6 +438,7 @@ fn spawn_run_sh(
         source,
     })?;
     let log = Arc::new(SerialLog::default());
+    let stdin = child.stdin.take().expect("stdin was configured as a pipe");
     let stdout = child
         .stdout
         .take()
@@ -430,7 +449,7 @@ fn spawn_run_sh(
         .expect("stderr was configured as a pipe");
     log.follow(stdout, Stream::Serial);
     log.follow(stderr, Stream::Stderr);
-    Ok((child, log))
+    Ok((child, stdin, log))
 }
 
 fn run_sh_arguments(options: &GuestOptions, ports: Option<&ForwardedPorts>) -> Vec<String> {
@@ -489,6 +508,7 @@ fn wait_for_forwarding(
         return Ok(Forwarding::Ready(None));
     };
     let deadline = Instant::now() + BOOT_TIMEOUT;
+    let mut bound_since: Option<Instant> = None;
     while Instant::now() < deadline {
         let exit_status = child.try_wait().map_err(|source| GuestError::Process {
             action: "poll run.sh",
@@ -506,11 +526,21 @@ fn wait_for_forwarding(
             });
         }
 
-        // QEMU applies the forwarding rules in order and the last one is UDP
-        // on the last data port, so once that is bound every rule is.
-        let rules_applied = !tcp_port_is_free(ports.echo) && !udp_port_is_free(*ports.data.end());
-        let kernel_started = log.lines().iter().any(|line| line.stream == Stream::Serial);
-        if rules_applied || kernel_started {
+        if log.lines().iter().any(|line| line.stream == Stream::Serial) {
+            // The kernel runs, so QEMU is past its network setup.
+            return Ok(Forwarding::Ready(None));
+        }
+
+        // QEMU applies the forwarding rules one at a time, and QEMU 7.2 goes
+        // from the last one written (UDP on the last data port) to the first
+        // (TCP echo). With both ends bound, every rule is applied whichever
+        // way QEMU goes, unless another process holds one of those two ports.
+        // QEMU then exits right after binding the rest, so the ports must
+        // stay bound, and QEMU running, for FORWARDING_SETTLE.
+        let ends_bound = !tcp_port_is_free(ports.echo) && !udp_port_is_free(*ports.data.end());
+        if !ends_bound {
+            bound_since = None;
+        } else if bound_since.get_or_insert_with(Instant::now).elapsed() >= FORWARDING_SETTLE {
             return Ok(Forwarding::Ready(None));
         }
         thread::sleep(POLL_INTERVAL);
@@ -590,27 +620,39 @@ mod tests {
         assert!(repository_root().join("run.sh").is_file());
     }
 
-    /// QEMU stops at its first forwarding rule, before the guest runs, so
-    /// this test needs no guest slot.
-    #[test]
-    fn taken_port_is_detected() {
+    /// Starts run.sh after another socket has bound the TCP echo port (when
+    /// `tcp_echo`) or UDP on the last data port, and checks that the boot is
+    /// seen to fail for that reason.
+    fn check_taken_port_detected(tcp_echo: bool) {
         assert!(
             kernel_image().is_file(),
             "run ./run.sh build before the tests"
         );
         let lease = lease_ports(1).unwrap();
-        let _occupant =
-            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, lease.ports.echo)).unwrap();
+        let ports = &lease.ports;
+        let _tcp_occupant = tcp_echo
+            .then(|| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, ports.echo)).unwrap());
+        let _udp_occupant = (!tcp_echo)
+            .then(|| std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, *ports.data.end())).unwrap());
 
-        let (mut child, log) = spawn_run_sh(&GuestOptions::default(), Some(&lease.ports)).unwrap();
-        let outcome = wait_for_forwarding(&mut child, &log, Some(&lease.ports)).unwrap();
+        let (mut child, _stdin, log) = spawn_run_sh(&GuestOptions::default(), Some(ports)).unwrap();
+        let outcome = wait_for_forwarding(&mut child, &log, Some(ports)).unwrap();
         if !matches!(outcome, Forwarding::PortTaken) {
             signal_group(child.id(), "KILL");
             let _ = child.wait();
-            panic!(
-                "a taken echo port was not detected; output:\n{}",
-                log.render()
-            );
+            panic!("a taken port was not detected; output:\n{}", log.render());
         }
+    }
+
+    // QEMU exits at the taken port's rule, before the guest runs, so these
+    // tests need no guest slot.
+    #[test]
+    fn taken_echo_port_is_detected() {
+        check_taken_port_detected(true);
+    }
+
+    #[test]
+    fn taken_data_port_is_detected() {
+        check_taken_port_detected(false);
     }
 }

@@ -101,3 +101,17 @@ fn unknown_option_exits_64() {
 fn malformed_barriers_exits_64() {
     check_invalid_command_line("barriers=medium", &["'medium'", "'barriers'"]);
 }
+
+/// Also checks the harness's console input: the line reaches COM1 through
+/// run.sh's stdin.
+#[test]
+fn console_exit_sets_status() {
+    let mut guest = Guest::boot_to_listening(GuestOptions::default());
+    guest.send_console_line("exit 3").unwrap();
+    let status = guest.wait_exit(EXIT_TIMEOUT).unwrap();
+    if status != 3 {
+        guest.print_log();
+    }
+    assert_eq!(status, 3, "status after the console command 'exit 3'");
+    assert_eq!(guest.log().kernel_fault(), None);
+}

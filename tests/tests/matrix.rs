@@ -1,6 +1,6 @@
-//! The echo checks across machine types, firmware and barrier modes. Each
-//! case confirms from the log that the requested machine, firmware and
-//! barrier mode took effect before it checks echo.
+//! The echo checks across machine types, firmware, barrier modes, poll
+//! mode and a NIC without event index. Each case first confirms from the
+//! log that the requested configuration took effect.
 
 use std::time::Duration;
 
@@ -16,18 +16,21 @@ fn host_bridge_id(machine: Machine) -> &'static str {
     }
 }
 
-fn check_case(machine: Machine, firmware: Firmware, barriers: &str) {
-    let options = GuestOptions {
-        machine,
-        firmware,
-        append: format!("barriers={barriers}"),
-        ..GuestOptions::default()
+/// Boots `options` and checks the host bridge, the firmware in the QEMU
+/// command line and the barrier mode the virtio-net driver reports.
+fn boot_and_check_configuration(options: GuestOptions) -> Guest {
+    let (machine, firmware) = (options.machine, options.firmware);
+    let barriers = if options.append.contains("barriers=strong") {
+        "strong"
+    } else {
+        "weak"
     };
-    let mut guest = Guest::boot_to_listening(options);
+    let guest = Guest::boot_to_listening(options);
 
     guest
         .wait_for_line(host_bridge_id(machine), Duration::ZERO)
         .unwrap_or_else(|error| panic!("no host bridge line for {machine:?}: {error}"));
+
     let lines = guest.log().lines();
     let qemu_command = lines
         .iter()
@@ -39,6 +42,7 @@ fn check_case(machine: Machine, firmware: Firmware, barriers: &str) {
         "firmware {firmware:?} not reflected in: {}",
         qemu_command.text
     );
+
     let barrier_lines: Vec<&str> = lines
         .iter()
         .filter(|line| {
@@ -59,10 +63,24 @@ fn check_case(machine: Machine, firmware: Firmware, barriers: &str) {
             "expected {barriers} barriers: {line}"
         );
     }
+    guest
+}
 
-    check_tcp_bulk(&mut guest, 256 << 10);
-    check_concurrent_tcp(&mut guest, 16, 4);
-    check_udp_sizes(&mut guest, 40);
+fn check_echo(guest: &mut Guest) {
+    check_tcp_bulk(guest, 256 << 10);
+    check_concurrent_tcp(guest, 16, 4);
+    check_udp_sizes(guest, 40);
+}
+
+fn check_case(machine: Machine, firmware: Firmware, barriers: &str) {
+    let options = GuestOptions {
+        machine,
+        firmware,
+        append: format!("barriers={barriers}"),
+        ..GuestOptions::default()
+    };
+    let mut guest = boot_and_check_configuration(options);
+    check_echo(&mut guest);
 }
 
 #[test]
@@ -93,4 +111,39 @@ fn q35_seabios_weak() {
 #[test]
 fn pc_seabios_strong() {
     check_case(Machine::Pc, Firmware::SeaBios, "strong");
+}
+
+#[test]
+fn q35_poll_mode() {
+    let options = GuestOptions {
+        append: "mode=poll".into(),
+        ..GuestOptions::default()
+    };
+    let mut guest = boot_and_check_configuration(options);
+    let listening = guest.wait_for_listening().unwrap();
+    assert!(
+        listening.text.to_lowercase().contains("mode poll"),
+        "listening line does not report poll mode: {}",
+        listening.text
+    );
+    check_echo(&mut guest);
+}
+
+#[test]
+fn pc_without_event_idx() {
+    let options = GuestOptions {
+        machine: Machine::Pc,
+        nic_options: "event_idx=off".into(),
+        ..GuestOptions::default()
+    };
+    let mut guest = boot_and_check_configuration(options);
+    let features = guest
+        .wait_for_line("negotiated features", Duration::ZERO)
+        .unwrap_or_else(|error| panic!("no negotiated-features line: {error}"));
+    assert!(
+        !features.text.contains("VIRTIO_F_EVENT_IDX"),
+        "event index negotiated although the device does not offer it: {}",
+        features.text
+    );
+    check_echo(&mut guest);
 }
