@@ -52,7 +52,8 @@ Boot options (defaults in brackets):
 
 Everything after `--` goes to QEMU unchanged. The guest's serial console is
 this terminal; ./run.sh exits with the status the kernel gives (0 on a clean
-exit, 64 bad command line, 69 no usable NIC, 70 boot failure, 101 panic).
+exit, 64 bad command line, 69 no usable NIC, 70 boot failure, 101 panic),
+or 2 when run.sh or QEMU itself fails.
 EOF
 }
 
@@ -265,7 +266,13 @@ boot() {
     local status=0
     wait "$qemu" || status=$?
     trap - INT TERM HUP EXIT
-    # isa-debug-exit makes QEMU exit with (code << 1) | 1.
+    # isa-debug-exit makes QEMU exit with (value << 1) | 1. The kernel writes
+    # its code as the value, except code 0, which it writes as 0x7f (status
+    # 255), because status 1 is also how QEMU reports its own errors.
+    case "$status" in
+        255) exit 0 ;;
+        1) die "QEMU failed (exit status 1) before the kernel ended it; see its message above" ;;
+    esac
     if [ $((status % 2)) -eq 1 ] && [ "$status" -lt 256 ]; then
         exit $(((status - 1) / 2))
     fi

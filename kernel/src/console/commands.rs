@@ -309,8 +309,8 @@ fn exit_command(_: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static s
     let code = match arguments {
         [] => 0,
         [code] => match code.parse::<u8>() {
-            Ok(code) if code <= 127 => code,
-            _ => return Err("expected an exit code from 0 to 127"),
+            Ok(code) if code <= exit::MAX_EXIT_CODE => code,
+            _ => return Err("expected an exit code from 0 to 126"),
         },
         _ => return Err("expected at most one exit code"),
     };
