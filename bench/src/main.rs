@@ -1,0 +1,38 @@
+//! `bench`: host-side benchmarks of the unikernel's virtio code. See the
+//! library documentation for what each subcommand measures.
+
+use std::process::ExitCode;
+
+use bench::ring::{self, options::RingArgs};
+use clap::{Parser, Subcommand};
+
+/// Host-side benchmarks of the unikernel's virtio code.
+#[derive(Parser)]
+#[command(name = "bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Split virtqueue ping-pong between two pinned cores: round-trip
+    /// latency, driver path costs and per-site barrier attribution for weak
+    /// and strong barriers, against this crate's device model and rust-vmm's
+    /// virtio-queue.
+    Ring(RingArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    match cli.command {
+        Command::Ring(args) => match ring::run(&args, &command_line) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("bench ring: {error}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
