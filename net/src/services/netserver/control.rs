@@ -32,6 +32,14 @@ use crate::NetError;
 /// netperf sends each request right after the previous results, so only a
 /// stalled or hostile client waits this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Largest `UDP_RR` request or response: one datagram in a 1500-byte
+/// Ethernet MTU, less the IPv4 and UDP headers.
+///
+/// NOTE: the stack is built without smoltcp's IPv4 fragmentation, so a
+/// larger datagram would be dropped on the way out and its fragments on the
+/// way in, and netperf would wait at 0 transactions per second. Such tests
+/// are rejected with `EMSGSIZE` instead.
+const MAX_UDP_RR_BYTES: u32 = 1500 - 20 - 8;
 /// Bytes read from the control connection per call.
 const READ_CHUNK_BYTES: usize = 1024;
 
@@ -170,6 +178,16 @@ impl ControlConnection {
                 &format_args!("{kind} is not served"),
             );
             return self.reject_test(errno::EOPNOTSUPP).await;
+        }
+        let largest_bytes = parameters
+            .request_size_bytes
+            .max(parameters.response_size_bytes);
+        if kind == TestKind::UdpRr && largest_bytes > MAX_UDP_RR_BYTES {
+            self.record(
+                ErrorReason::UnsupportedTest,
+                &format_args!("{kind} size {largest_bytes} exceeds one unfragmented datagram ({MAX_UDP_RR_BYTES} bytes)"),
+            );
+            return self.reject_test(errno::EMSGSIZE).await;
         }
         let service = self.service.clone();
         let Some(socket) = DataSocket::open(&service.ports, &service.stack, &parameters) else {

@@ -31,8 +31,9 @@ pub enum ErrorReason {
     /// A DO_OMNI request the codec rejected (IPv6, bad sizes, unknown
     /// protocol or direction). The reply carries the codec's errno.
     UnsupportedRequest,
-    /// A valid test this service does not run (`TCP_CC`, `UDP_STREAM`). The
-    /// reply carries `EOPNOTSUPP`.
+    /// A valid test this service does not run: `TCP_CC` and `UDP_STREAM`
+    /// (the reply carries `EOPNOTSUPP`), or `UDP_RR` with a message larger
+    /// than one unfragmented datagram (`EMSGSIZE`).
     UnsupportedTest,
     /// The requested data port is taken, or every port of the data range
     /// is. The reply carries `EADDRINUSE`.

@@ -163,6 +163,11 @@ fn unsupported_tests_get_errno_and_connection_continues() {
                 .word(offset::DIRECTION, 4),
             errno::EOPNOTSUPP,
         ),
+        // UDP_RR beyond one unfragmented datagram (1472 bytes).
+        (
+            Request::captured(Capture::UdpRr).length(1).sizes(1473, 1),
+            errno::EMSGSIZE,
+        ),
     ];
     let expected: std::vec::Vec<i32> = cases.iter().map(|&(_, serv_errno)| serv_errno).collect();
     let (errnos, run) = world.run("unsupported tests", LIMIT, async move {
@@ -185,7 +190,7 @@ fn unsupported_tests_get_errno_and_connection_continues() {
     assert_eq!(errnos, expected);
     assert_transactions_match(&run, 1, 1);
     assert_eq!(error_count(&world, ErrorReason::UnsupportedRequest), 2);
-    assert_eq!(error_count(&world, ErrorReason::UnsupportedTest), 2);
+    assert_eq!(error_count(&world, ErrorReason::UnsupportedTest), 3);
 }
 
 #[test]

@@ -160,18 +160,21 @@ fn udp_rr_ends_on_zero_length_datagram() {
 #[test]
 fn udp_rr_count_based_and_unequal_sizes() {
     let mut world = World::new();
-    let phase = Phase::UdpRr {
-        request_bytes: 64,
-        response_bytes: 1024,
-    };
-    let (run, closed) = world.run(
-        "UDP_RR",
-        LIMIT,
-        single_test(world.client.clone(), phase, Length::Transactions(50)),
-    );
-    assert_eq!(run.results.transactions, 50);
-    assert_transactions_match(&run, 64, 1024);
-    assert!(closed);
+    // 1472 bytes fill one datagram in a 1500-byte MTU.
+    for (request_bytes, response_bytes) in [(64, 1024), (1472, 1472)] {
+        let phase = Phase::UdpRr {
+            request_bytes,
+            response_bytes,
+        };
+        let (run, closed) = world.run(
+            "UDP_RR",
+            LIMIT,
+            single_test(world.client.clone(), phase, Length::Transactions(50)),
+        );
+        assert_eq!(run.results.transactions, 50);
+        assert_transactions_match(&run, request_bytes as u64, response_bytes as u64);
+        assert!(closed);
+    }
     assert_no_errors(&world);
 }
 
