@@ -21,7 +21,7 @@ pub struct CpuModel {
 }
 
 impl CpuModel {
-    /// Reads `/proc/cpuinfo`; fields it lacks stay empty.
+    /// Reads `/proc/cpuinfo`. Fields it lacks stay empty.
     pub fn read() -> Self {
         let text = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let field = |name: &str| cpuinfo_field(&text, name).unwrap_or_default();

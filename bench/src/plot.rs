@@ -165,7 +165,7 @@ pub fn write_order_svg(
 }
 
 /// Draws one bar per category with a whisker from `low` to `high`. Bars may
-/// be negative; the y axis always includes 0.
+/// be negative, and the y axis always includes 0.
 ///
 /// # Errors
 /// [`ReportError::Plot`] when the file cannot be written.

@@ -152,8 +152,8 @@ impl Bootstrap {
         self.group_means(&[baseline, treatment], |means| means[1] - means[0])
     }
 
-    /// `mean(treatment) / mean(baseline)` with its confidence interval;
-    /// subtract 1 for the relative difference. `None` if a group is empty.
+    /// `mean(treatment) / mean(baseline)` with its confidence interval.
+    /// Subtract 1 for the relative difference. `None` if a group is empty.
     pub fn ratio_of_means(&self, baseline: &[f64], treatment: &[f64]) -> Option<Interval> {
         self.group_means(&[baseline, treatment], |means| means[1] / means[0])
     }
@@ -327,7 +327,7 @@ impl LogHistogram {
     }
 
     /// Nearest-rank percentile, reported as the upper bound of the bucket
-    /// that holds it, or `None` when empty.
+    /// that contains it, or `None` when empty.
     pub fn percentile(&self, quantile: f64) -> Option<u64> {
         if self.total == 0 {
             return None;

@@ -80,8 +80,8 @@ pub struct TscFrequency {
     /// Ticks per second measured against the monotonic clock.
     pub calibrated_hz: f64,
     /// `cpu MHz` of the first processor in `/proc/cpuinfo`, in hertz. On
-    /// CPUs with `tsc_known_freq` this is the counter's nominal frequency;
-    /// elsewhere it can be the current core clock.
+    /// CPUs with `tsc_known_freq` this is the counter's nominal frequency.
+    /// Elsewhere it can be the current core clock.
     pub cpuinfo_hz: Option<f64>,
 }
 

@@ -64,7 +64,7 @@ impl SiteSetting {
             .find(|setting| setting.name() == name)
     }
 
-    /// Mode the queue is given for this setting; an ablated site keeps the
+    /// Mode the queue is given for this setting. An ablated site keeps the
     /// weak mode underneath, which it never executes.
     pub const fn queue_mode(self) -> BarrierMode {
         match self {

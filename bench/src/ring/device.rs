@@ -7,7 +7,7 @@
 //! before waiting again it re-enables them and re-reads the avail idx, so a
 //! chain published in between is not left behind. After each used element
 //! it decides on an interrupt as section 2.7.7 "Used Buffer Notification
-//! Suppression" says.
+//! Suppression" requires.
 //!
 //! Each chain is a device-readable request buffer holding a sequence number
 //! and a device-writable response buffer. The device copies the sequence
@@ -132,7 +132,7 @@ pub trait DeviceQueue {
 
     /// Serves the next published chain and returns it through the used
     /// ring. Returns `Ok(None)` when nothing is published, otherwise whether
-    /// the driver wants an interrupt for it.
+    /// the driver requested an interrupt for it.
     fn serve_next(&mut self) -> Result<Option<bool>, DeviceFault>;
 
     /// Index of the next avail entry the device will take.
@@ -204,7 +204,7 @@ pub fn reported_len(sequence: u64, capacity: u32) -> u32 {
 
 /// The event index test of virtio 1.2 section 2.7.7 and section 2.7.10:
 /// returns true when the index moved from `old_idx` to `new_idx` past
-/// `event_idx`, the entry after which the other side asked for a
+/// `event_idx`, the entry after which the other side requested a
 /// notification.
 /// Written here rather than taken from the driver crate, so that a mistake
 /// on one side cannot cancel out on the other.

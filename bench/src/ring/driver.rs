@@ -5,14 +5,14 @@
 //!
 //! ```text
 //!  t0  add B chains, publish, notification decision    (submit path)
-//!  t1  ring the doorbell if publish() asked for it
+//!  t1  ring the doorbell if publish() returned true
 //!      repeat until B chains are back and nothing is pending:
 //!        wait for an interrupt (skipped when enable_interrupts() reported
 //!        pending chains), disable_interrupts()
 //!        c0  pop_used() until it returns None          (completion path)
 //!        c1  enable_interrupts(), which re-reads the used idx   (re-arm)
 //!        r1
-//!  t2 = the last r1; latency = t2 - t0
+//!  t2  the last r1, and latency = t2 - t0
 //! ```
 //!
 //! This is the kernel's interrupt-mode loop: disable used buffer
@@ -32,7 +32,8 @@ use super::RingError;
 use crate::tsc;
 
 /// Stall timeouts in a row after which a device that is not asleep counts
-/// as hung, even in an ablation run; at least [`MIN_HUNG_TICKS`] of waiting.
+/// as hung, even in an ablation run, if they add up to at least
+/// [`MIN_HUNG_TICKS`].
 const MIN_STALLS_BEFORE_HUNG: u64 = 10;
 /// Ten seconds at 3 GHz, a floor for hung-device detection that outlasts a
 /// vCPU preemption even with a short `--stall-timeout-ms`.
@@ -59,7 +60,7 @@ pub struct FaultCounts {
     pub wrong_contents: u64,
     /// Errors from `pop_used` (the queue marks itself broken).
     pub queue_errors: u64,
-    /// Round trips with at least one fault; their latency is not sampled.
+    /// Round trips with at least one fault. Their latency is not sampled.
     pub faulted_round_trips: u64,
 }
 
@@ -334,7 +335,7 @@ impl<'s> Driver<'s> {
         self.completions.clear();
         for (slot, pair) in self.slots.iter().enumerate() {
             // SAFETY: the request buffer belongs to the driver until it is
-            // added below; the previous round trip got it back.
+            // added below, because the previous round trip got it back.
             unsafe { pair.request.as_ptr().write_volatile(first_sequence + slot as u64) };
         }
 

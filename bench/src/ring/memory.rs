@@ -5,8 +5,8 @@
 //! Device addresses are guest-physical addresses, as virtio 1.2 section
 //! 2.7.5 "The Virtqueue Descriptor Table" defines `addr`, so both device
 //! implementations translate every ring and buffer address the way a VMM
-//! does. rust-vmm's `virtio-queue` reads the region through `vm-memory`; the
-//! device model translates with [`GuestRegion::translate`].
+//! does. rust-vmm's `virtio-queue` reads the region through `vm-memory`,
+//! and the device model translates with [`GuestRegion::translate`].
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -134,7 +134,7 @@ impl Dma for GuestMemoryDma {
         region
             .next_offset
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |offset| {
-                // Align the host address; the guest base is page-aligned, so
+                // Align the host address. The guest base is page-aligned, so
                 // the guest address gets the same alignment.
                 let aligned = (base + offset).checked_next_multiple_of(layout.align())? - base;
                 let end = aligned.checked_add(layout.size())?;
@@ -152,7 +152,7 @@ impl Dma for GuestMemoryDma {
     }
 
     unsafe fn dealloc(&self, _ptr: NonNull<u8>, _layout: Layout) {
-        // The bump allocator never reuses memory; the mapping is unmapped
+        // The bump allocator never reuses memory. The mapping is unmapped
         // when the region drops.
     }
 

@@ -98,7 +98,7 @@ pub enum RingError {
     Queue(QueueError),
     /// The device stopped on a fault.
     Device(DeviceFault),
-    /// The device thread stopped while the driver waited; its own error
+    /// The device thread stopped while the driver waited. Its own error
     /// explains why.
     DeviceStopped,
     /// No used buffer notification arrived within the stall timeout.
@@ -200,11 +200,12 @@ pub struct RingRun {
     pub files: OutputFiles,
 }
 
-/// Runs `bench ring` with `args`; `command_line` goes into the report.
+/// Runs `bench ring` with `args` and writes its output files.
+/// `command_line` goes into the report.
 /// Progress goes to stderr.
 ///
 /// # Errors
-/// The first [`RingError`]; outside ablation runs any fault is one.
+/// The first [`RingError`]. Outside ablation runs, any fault is one.
 pub fn run(args: &RingArgs, command_line: &str) -> Result<RingRun, RingError> {
     let plan = RingPlan::from_args(args)?;
     create_directory(&plan.out)?;

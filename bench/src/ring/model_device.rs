@@ -160,8 +160,8 @@ impl<'r> ModelDevice<'r> {
         }
     }
 
-    /// Writes a used element and publishes it; returns whether the driver
-    /// asked for an interrupt.
+    /// Writes a used element and publishes it. Returns whether the driver
+    /// requested an interrupt.
     fn push_used(&mut self, head: u16, len: u32) -> bool {
         let old_idx = self.used_idx;
         let element = RING_ENTRIES_OFFSET + USED_ELEMENT_BYTES * usize::from(old_idx & (self.size - 1));
@@ -199,7 +199,7 @@ impl<'r> ModelDevice<'r> {
     fn driver_u16(&self, offset: usize) -> &AtomicU16 {
         // SAFETY: callers pass offsets of 2-byte fields inside the driver
         // area, which `attach` mapped with its spec size and 2-byte
-        // alignment; the region outlives `self`.
+        // alignment. The region outlives `self`.
         unsafe { AtomicU16::from_ptr(self.driver_area.as_ptr().add(offset).cast()) }
     }
 

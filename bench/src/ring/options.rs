@@ -47,7 +47,7 @@ pub struct RingArgs {
 
     /// Settings of the custom configuration: NAME=weak|strong|none,... where
     /// NAME is avail-publish, notify-check, used-read, interrupt-enable or
-    /// used-event-store; unlisted sites are weak. `none` removes the barrier
+    /// used-event-store. Unlisted sites are weak. `none` removes the barrier
     /// and needs --unsafe-ablation
     #[arg(long, value_name = "NAME=SETTING,...")]
     pub sites: Option<String>,
@@ -66,7 +66,7 @@ pub struct RingArgs {
     #[arg(long, default_value_t = 256)]
     pub queue_size: u16,
 
-    /// Chains per round trip; each chain takes two descriptors (request and
+    /// Chains per round trip. Each chain takes two descriptors (request and
     /// response)
     #[arg(long, default_value_t = 1)]
     pub batch: u16,
@@ -89,7 +89,7 @@ pub struct RingArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "model,rust-vmm")]
     pub devices: Vec<DeviceKind>,
 
-    /// Rounds; each round runs every configuration once, in a shuffled order
+    /// Rounds. Each round runs every configuration once, in a shuffled order
     #[arg(long, default_value_t = 10)]
     pub rounds: u32,
 
@@ -117,9 +117,9 @@ pub struct RingArgs {
 /// the output goes.
 #[derive(Clone, Debug)]
 pub struct RingPlan {
-    /// Configurations in a fixed order; each round shuffles it.
+    /// Configurations in a fixed order, which each round shuffles.
     pub configs: Vec<RingConfig>,
-    /// Trial shape; `tolerate_faults` is set per trial.
+    /// Trial shape. `tolerate_faults` is set per trial.
     pub shape: TrialShape,
     /// Rounds.
     pub rounds: u32,

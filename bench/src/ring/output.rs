@@ -117,7 +117,7 @@ fn slug(text: &str) -> String {
     slug.trim_matches('-').to_string()
 }
 
-/// Draws the plots; returns (caption, file name) pairs for the report.
+/// Draws the plots and returns (caption, file name) pairs for the report.
 fn write_plots(
     directory: &Path,
     histograms: &BTreeMap<String, LogHistogram>,

@@ -1,5 +1,5 @@
 //! One row of `trials.csv` per trial: every figure the trial produced, flat
-//! for CSV. The per round trip samples are reduced here; only the latency
+//! for CSV. The per round trip samples are reduced here. Only the latency
 //! histogram is kept, merged per configuration.
 
 use serde::Serialize;
@@ -133,7 +133,7 @@ pub struct TrialRow {
     pub used_event_store_strong: u64,
     /// used-event-store executions, ablated.
     pub used_event_store_none: u64,
-    /// Lost available buffer notifications (ablation runs); this and the
+    /// Lost available buffer notifications (ablation runs). This and the
     /// following fault counts include the warm-up.
     pub lost_available_notifications: u64,
     /// Lost used buffer notifications (ablation runs).
@@ -155,7 +155,7 @@ pub struct TrialRow {
     /// Steal time of the machine during the trial.
     pub steal_ms: f64,
     /// Preemptions of the driver and device threads (involuntary context
-    /// switches); -1 when the kernel does not report them.
+    /// switches), or -1 when the kernel does not report them.
     pub preemptions: i64,
     /// Wall-clock seconds of the trial.
     pub wall_seconds: f64,
@@ -305,7 +305,7 @@ struct Summary {
     percentiles: Percentiles,
 }
 
-/// Mean, extremes and percentiles of `samples` (sorted in place); zeros
+/// Mean, extremes and percentiles of `samples` (sorted in place), or zeros
 /// when there are none.
 fn summarise(samples: &mut [u64]) -> Summary {
     let zero = Percentiles {

@@ -21,7 +21,7 @@ const YIELD_AFTER_SPINS: u32 = 1 << 20;
 /// Spins between checks of the deadline, the stop flag and the yield count.
 const CHECK_EVERY_SPINS: u32 = 256;
 /// Bit of [`Signals::device_sleep`] set while the device waits for the
-/// doorbell; the low 16 bits then hold the avail idx it waits beyond.
+/// doorbell. The low 16 bits then contain the avail idx it waits beyond.
 const SLEEPING: u32 = 1 << 16;
 
 /// One value on its own pair of cache lines, so that a counter polled by
@@ -34,10 +34,10 @@ pub struct CacheLinePair<T>(pub T);
 /// The shared signalling state of one trial.
 #[derive(Debug, Default)]
 pub struct Signals {
-    /// Doorbell rings (available buffer notifications) so far; only the
+    /// Doorbell rings (available buffer notifications) so far. Only the
     /// driver writes it.
     pub doorbell: CacheLinePair<AtomicU64>,
-    /// Interrupts (used buffer notifications) so far; only the device
+    /// Interrupts (used buffer notifications) so far. Only the device
     /// writes it.
     pub interrupt: CacheLinePair<AtomicU64>,
     /// Set by the driver when the trial ends, and by a failing device.

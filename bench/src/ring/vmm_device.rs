@@ -4,8 +4,8 @@
 //!
 //! `virtio-queue` 0.18 decides on interrupts with `used_event` when event
 //! idx is on, but without event idx its `needs_notification` always returns
-//! true: it does not read `VIRTQ_AVAIL_F_NO_INTERRUPT` (its source says the
-//! flag "isn't supported yet"). A device must honour the flag (virtio 1.2
+//! true, because it does not read `VIRTQ_AVAIL_F_NO_INTERRUPT` (a comment
+//! in its `queue.rs` calls the flag not supported yet). A device must honour the flag (virtio 1.2
 //! section 2.7.7), so without event idx this wrapper reads the avail ring
 //! flags itself, after the sequentially consistent fence inside
 //! `needs_notification` has ordered the used idx store before that load.
