@@ -50,13 +50,16 @@ pub fn mode() -> WaitMode {
     }
 }
 
-/// Switches the wait mode; takes effect at the next pass of the interface task.
+/// Switches the wait mode; takes effect at the next pass of the interface
+/// task, which is woken here: in poll mode the CPU no longer halts, so an
+/// interface task asleep until the next NIC interrupt would never wake.
 pub fn set_mode(mode: WaitMode) {
     let value = match mode {
         WaitMode::Interrupt => MODE_INTERRUPT,
         WaitMode::Poll => MODE_POLL,
     };
     MODE.store(value, Ordering::Relaxed);
+    nic_irq::NIC_WAKER.wake();
 }
 
 /// Returns smoltcp's time: microseconds since the PVH entry.
@@ -159,6 +162,9 @@ async fn drive_interface(stack: Stack, device: Rc<RefCell<Device>>, timers: Time
             }
             stack.poll(&mut *device);
         }
+        // In poll mode the executor is never idle, so the idle hook cannot
+        // be the only place where timers fire.
+        timers.fire(clock());
 
         if mode() == WaitMode::Poll {
             yield_now().await;
@@ -168,6 +174,7 @@ async fn drive_interface(stack: Stack, device: Rc<RefCell<Device>>, timers: Time
         // Re-enabling rechecks the used rings after the full barrier: a
         // buffer that arrived since the poll means another pass, not a sleep.
         ring_interrupts_enabled = true;
+        device.borrow_mut().nic_mut().reclaim_transmitted();
         if device.borrow_mut().nic_mut().enable_interrupts() {
             yield_now().await;
             continue;

@@ -106,6 +106,9 @@ pub struct GuestOptions {
     pub extra_qemu_args: Vec<String>,
     /// Netperf data ports to forward (`--data-ports`), at least one.
     pub data_port_count: u16,
+    /// Put the console on a Unix socket (`--serial socket:PATH`) instead of
+    /// run.sh's stdin; the output still reaches the log.
+    pub console_socket: bool,
 }
 
 impl Default for GuestOptions {
@@ -118,6 +121,7 @@ impl Default for GuestOptions {
             no_nic: false,
             extra_qemu_args: Vec::new(),
             data_port_count: 4,
+            console_socket: false,
         }
     }
 }
@@ -139,6 +143,9 @@ impl fmt::Display for GuestOptions {
         }
         if self.no_nic {
             write!(formatter, " --no-nic")?;
+        }
+        if self.console_socket {
+            write!(formatter, " --serial socket:PATH")?;
         }
         if !self.extra_qemu_args.is_empty() {
             write!(formatter, " -- {}", self.extra_qemu_args.join(" "))?;
@@ -175,6 +182,8 @@ pub struct Guest {
     child: Child,
     /// `run.sh`'s stdin, which QEMU's `-serial stdio` passes to COM1.
     console_input: ChildStdin,
+    /// The console's Unix socket, with `console_socket` set.
+    console_socket: Option<PathBuf>,
     exit_status: Option<ExitStatus>,
     log: Arc<SerialLog>,
     // Fields drop after `Drop::drop` has ended the process, so the ports and
@@ -206,7 +215,8 @@ impl Guest {
                 Some(lease_ports(options.data_port_count)?)
             };
             let ports = lease.as_ref().map(|lease| &lease.ports);
-            let (mut child, console_input, log) = spawn_run_sh(&options, ports)?;
+            let socket_path = console_socket_path(&options);
+            let (mut child, console_input, log) = spawn_run_sh(&options, ports, socket_path.as_deref())?;
 
             match wait_for_forwarding(&mut child, &log, ports)? {
                 Forwarding::Ready(exit_status) => {
@@ -216,6 +226,7 @@ impl Guest {
                         options,
                         child,
                         console_input,
+                        console_socket: socket_path,
                         exit_status,
                         log,
                         lease,
@@ -333,6 +344,34 @@ impl Guest {
         })
     }
 
+    /// Connects to the console socket (booted with `console_socket`).
+    ///
+    /// # Errors
+    /// The guest has no console socket, or it does not accept a connection
+    /// within `timeout`.
+    pub fn console(&self, timeout: Duration) -> io::Result<crate::console::ConsoleSocket> {
+        let path = self.console_socket.as_deref().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "the guest was booted without console_socket")
+        })?;
+        crate::console::ConsoleSocket::connect(path, timeout)
+    }
+
+    /// Returns the PID of QEMU, the child of run.sh, for CPU-time
+    /// measurements.
+    pub fn qemu_pid(&self) -> Option<u32> {
+        let parent = self.child.id();
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // Fields after the command name (which may contain spaces) start
+            // with the state, then the parent PID.
+            let after_name = stat.rsplit_once(')')?.1;
+            let parent_pid: u32 = after_name.split_whitespace().nth(1)?.parse().ok()?;
+            let name = stat.split_once('(')?.1.split_once(')')?.0;
+            (parent_pid == parent && name.starts_with("qemu-system")).then_some(pid)
+        })
+    }
+
     /// Types `line` on the serial console, followed by Enter.
     ///
     /// # Errors
@@ -416,15 +455,31 @@ fn signal_group(leader_pid: u32, signal: &str) {
     }
 }
 
+/// Returns a fresh socket path for a guest's console, or `None` when the
+/// options keep the console on stdin.
+fn console_socket_path(options: &GuestOptions) -> Option<PathBuf> {
+    static NEXT_SOCKET: AtomicUsize = AtomicUsize::new(1);
+    options.console_socket.then(|| {
+        let number = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("vb-console-{}-{number}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        path
+    })
+}
+
 fn spawn_run_sh(
     options: &GuestOptions,
     ports: Option<&ForwardedPorts>,
+    console_socket: Option<&Path>,
 ) -> Result<(Child, ChildStdin, Arc<SerialLog>), GuestError> {
     let root = repository_root();
     let mut command = Command::new(root.join("run.sh"));
     command
         .current_dir(&root)
         .args(run_sh_arguments(options, ports));
+    if let Some(path) = console_socket {
+        command.arg("--serial").arg(format!("socket:{}", path.display()));
+    }
     // Its own process group lets drop signal QEMU together with run.sh, even
     // in the instant before run.sh has installed its trap.
     command
@@ -564,6 +619,7 @@ mod tests {
             no_nic: false,
             extra_qemu_args: vec!["-smp".into(), "2".into()],
             data_port_count: 2,
+            console_socket: false,
         };
         let ports = ForwardedPorts {
             echo: 40000,
@@ -635,7 +691,7 @@ mod tests {
         let _udp_occupant = (!tcp_echo)
             .then(|| std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, *ports.data.end())).unwrap());
 
-        let (mut child, _stdin, log) = spawn_run_sh(&GuestOptions::default(), Some(ports)).unwrap();
+        let (mut child, _stdin, log) = spawn_run_sh(&GuestOptions::default(), Some(ports), None).unwrap();
         let outcome = wait_for_forwarding(&mut child, &log, Some(ports)).unwrap();
         if !matches!(outcome, Forwarding::PortTaken) {
             signal_group(child.id(), "KILL");

@@ -15,6 +15,7 @@
 //!   process.
 //! - [`slots`]: at most two guests at once, because each keeps a host core
 //!   busy under TCG.
+//! - [`console`]: the serial console over a Unix socket.
 //! - [`echo`]: TCP and UDP clients for the echo service.
 //! - [`echo_checks`]: the echo checks the tests share (bulk, concurrent,
 //!   UDP sizes).
@@ -22,6 +23,7 @@
 //! - [`payload`]: reproducible random payloads and byte-exact comparison.
 #![forbid(unsafe_code)]
 
+pub mod console;
 pub mod echo;
 pub mod echo_checks;
 pub mod error;

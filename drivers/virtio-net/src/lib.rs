@@ -268,6 +268,15 @@ impl<R: RegisterBlock, D: Dma + Clone> VirtioNet<R, D> {
         self.transmitter.queue_mut().disable_interrupts();
     }
 
+    /// Takes back every transmit buffer the device has finished with.
+    /// Transmit chains are otherwise reclaimed only when the free list runs
+    /// empty, and a used ring left non-empty would make
+    /// [`enable_interrupts`](Self::enable_interrupts) report pending work
+    /// forever.
+    pub fn reclaim_transmitted(&mut self) {
+        self.transmitter.reclaim();
+    }
+
     /// Re-enables used-buffer notifications on both queues. Returns true
     /// when used buffers arrived meanwhile, so the caller must process the
     /// rings again instead of waiting for an interrupt that may not come.

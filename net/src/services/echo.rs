@@ -35,6 +35,7 @@ pub async fn serve_tcp(stack: Stack, spawner: Spawner, port: u16) -> Result<(), 
         let counter = active.clone();
         spawner.spawn_named("echo-tcp-connection", async move {
             let peer = stream.remote_endpoint();
+            debug!("echo: connection from {peer:?}");
             if let Err(error) = echo_connection(stream).await {
                 debug!("echo: connection from {peer:?} ended: {error:?}");
             }
