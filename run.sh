@@ -190,9 +190,16 @@ boot() {
     else
         log "accelerator $accel (from --accel)"
     fi
+    # Under TCG with a single vCPU, QEMU translates the guest's fences and
+    # locked instructions without host barriers, while virtio devices run in
+    # other host threads: a store then a load (publish the avail index, read
+    # the event index) can then pass each other and a notification is lost.
+    # A second vCPU (which the kernel leaves parked) makes QEMU translate
+    # them with real host barriers and atomics.
+    local smp=1
     case "$accel" in
         kvm) cpu=$(kvm_cpu_model) ;;
-        tcg) cpu=max ;;
+        tcg) cpu=max; smp=2 ;;
         *) die "invalid --accel '$accel': expected kvm or tcg" ;;
     esac
 
@@ -247,7 +254,7 @@ boot() {
         log "  gdb $image -ex 'target remote 127.0.0.1:$gdb_port' -ex 'hbreak kernel_main' -ex continue"
     fi
 
-    local command=(qemu-system-x86_64 -M "$machine" -accel "$accel" -cpu "$cpu"
+    local command=(qemu-system-x86_64 -M "$machine" -accel "$accel" -cpu "$cpu" -smp "$smp"
         -m "$memory" -nodefaults -no-user-config -no-reboot
         -display none -monitor none "${serial_args[@]}" "${gdb_args[@]}"
         "${firmware_args[@]}"

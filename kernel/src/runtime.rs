@@ -18,7 +18,9 @@ use boot::command_line::{Options, WaitMode};
 use log::{error, info};
 use net::executor::{yield_now, Executor, Spawner};
 use net::nic::NicDevice;
-use net::services::echo;
+use net::services::discard::{self, DiscardCounters};
+use net::services::netserver::{self, CpuCounters, NetserverConfig, SharedNetserverStats};
+use net::services::{chargen, echo};
 use net::stack::{Stack, StackConfig};
 use net::timer::Timers;
 use pci::Function;
@@ -89,7 +91,7 @@ pub fn run(nic: Nic, options: &Options, functions: Vec<Function>, controllers: &
     let mut executor = Executor::new();
     let spawner = executor.spawner();
     spawner.spawn_named("interface", drive_interface(stack.clone(), device.clone(), timers.clone()));
-    spawn_services(&spawner, &stack);
+    let services = spawn_services(&spawner, &stack, &timers, options);
     console::init(controllers);
     let console_context = ConsoleContext {
         device: device.clone(),
@@ -98,22 +100,81 @@ pub fn run(nic: Nic, options: &Options, functions: Vec<Function>, controllers: &
         address: options.address,
         prefix_length: options.prefix_length,
         gateway: options.gateway,
+        services,
     };
 
     // One pass binds the services' sockets before the line below says so.
     executor.run_once();
     info!(
-        "echo listening on TCP and UDP port {} (boot took {} us), mode {:?}",
+        "echo listening on TCP and UDP port {} (boot took {} us), mode {:?}; netperf on TCP {}, data ports {}-{}",
         echo::ECHO_PORT,
         time::uptime_micros(),
-        mode()
+        mode(),
+        netserver::NETSERVER_PORT,
+        options.netperf_data_ports.0,
+        options.netperf_data_ports.1,
     );
 
     spawner.spawn_named("console", console::run(console_context, timers.clone()));
     executor.run(|executor| idle(executor, &timers))
 }
 
-fn spawn_services(spawner: &Spawner, stack: &Stack) {
+/// Counters of the services, for the console.
+#[derive(Clone)]
+pub struct ServiceCounters {
+    pub netserver: SharedNetserverStats,
+    pub discard: DiscardCounters,
+}
+
+/// Reads halted and total TSC ticks for the netperf service's CPU report.
+fn cpu_counters() -> CpuCounters {
+    let ticks = idle::cpu_ticks();
+    CpuCounters { busy_ticks: ticks.total.saturating_sub(ticks.halted), total_ticks: ticks.total }
+}
+
+fn spawn_services(spawner: &Spawner, stack: &Stack, timers: &Timers, options: &Options) -> ServiceCounters {
+    let counters = ServiceCounters {
+        netserver: SharedNetserverStats::default(),
+        discard: DiscardCounters::default(),
+    };
+    let config = NetserverConfig {
+        control_port: netserver::NETSERVER_PORT,
+        data_ports: options.netperf_data_ports,
+        cpu: Some(cpu_counters),
+        stats: counters.netserver.clone(),
+    };
+    spawner.spawn_named("netserver", {
+        let (stack, spawner, timers) = (stack.clone(), spawner.clone(), timers.clone());
+        async move {
+            if let Err(problem) = netserver::serve(stack, spawner, timers, config).await {
+                error!("netperf service stopped: {problem:?}");
+            }
+        }
+    });
+    spawner.spawn_named("discard-tcp", {
+        let (stack, spawner, discard) = (stack.clone(), spawner.clone(), counters.discard.clone());
+        async move {
+            if let Err(problem) = discard::serve_tcp(stack, spawner, discard::DISCARD_PORT, discard).await {
+                error!("TCP discard stopped: {problem:?}");
+            }
+        }
+    });
+    spawner.spawn_named("discard-udp", {
+        let (stack, discard) = (stack.clone(), counters.discard.clone());
+        async move {
+            if let Err(problem) = discard::serve_udp(stack, discard::DISCARD_PORT, discard).await {
+                error!("UDP discard stopped: {problem:?}");
+            }
+        }
+    });
+    spawner.spawn_named("chargen-tcp", {
+        let (stack, spawner) = (stack.clone(), spawner.clone());
+        async move {
+            if let Err(problem) = chargen::serve_tcp(stack, spawner, chargen::CHARGEN_PORT).await {
+                error!("TCP chargen stopped: {problem:?}");
+            }
+        }
+    });
     spawner.spawn_named("echo-tcp", {
         let (stack, spawner) = (stack.clone(), spawner.clone());
         async move {
@@ -130,6 +191,7 @@ fn spawn_services(spawner: &Spawner, stack: &Stack) {
             }
         }
     });
+    counters
 }
 
 /// Called by the executor after a pass in which no task was woken.

@@ -132,6 +132,28 @@ fn stats(context: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static st
         runtime::SPURIOUS_NIC_INTERRUPTS.load(core::sync::atomic::Ordering::Relaxed),
         interrupts::count(crate::apic::TIMER_VECTOR),
     );
+    let netperf = context.services.netserver.snapshot();
+    let mut tests = alloc::string::String::new();
+    for kind in net::services::netserver::TEST_KINDS {
+        let _ = core::fmt::Write::write_fmt(&mut tests, format_args!(" {}={}", kind.name(), netperf.started(kind)));
+    }
+    println!(
+        "netserver control_connections={} tests_completed={} tests_aborted={} bytes_received={} bytes_sent={}{tests}",
+        netperf.control_connections, netperf.tests_completed, netperf.tests_aborted, netperf.bytes_received, netperf.bytes_sent,
+    );
+    let mut errors = alloc::string::String::new();
+    for reason in net::services::netserver::ErrorReason::ALL {
+        let _ = core::fmt::Write::write_fmt(&mut errors, format_args!(" {}={}", reason.name(), netperf.error_count(reason)));
+    }
+    println!("netserver_errors{errors}");
+    let discard = &context.services.discard;
+    println!(
+        "discard tcp_connections={} tcp_bytes={} udp_datagrams={} udp_bytes={}",
+        discard.tcp_connections(),
+        discard.tcp_bytes(),
+        discard.udp_datagrams(),
+        discard.udp_bytes(),
+    );
     let ticks = idle::cpu_ticks();
     let busy_permille = 1000 - (ticks.halted.saturating_mul(1000) / ticks.total.max(1)).min(1000);
     println!(

@@ -51,6 +51,7 @@ pub struct ConsoleContext {
     pub address: Ipv4Addr,
     pub prefix_length: u8,
     pub gateway: Ipv4Addr,
+    pub services: runtime::ServiceCounters,
 }
 
 fn com1_interrupt(_vector: u8) {
