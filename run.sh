@@ -16,6 +16,8 @@ Usage:
   ./run.sh test [CARGO_TEST_ARGS...]     run every test (host unit tests and QEMU tests)
   ./run.sh build                         build the kernel image only
   ./run.sh install                       install QEMU, netperf and the Rust target
+  ./run.sh bench ring [OPTIONS]          two-core virtqueue ping-pong on the host, weak vs
+                                         strong barriers (./run.sh bench ring --help)
 
 Boot options (defaults in brackets):
   --append 'KEY=VALUE ...'  kernel command line: ip=ADDR/PREFIX, gw=ADDR,
@@ -308,10 +310,29 @@ run_tests() {
     export KERNEL_IMAGE
     KERNEL_IMAGE=$(kernel_image release)
     cargo test --workspace --exclude kernel "$@"
+    # The barrier ablation (a site set to no barrier at all) exists only in
+    # builds with the `ablation` feature, which the kernel never enables.
+    cargo test -p virtio -p bench --features bench/ablation "$@"
+}
+
+run_bench() {
+    ensure_toolchain
+    case "${1:-}" in
+        ring)
+            shift
+            local features=()
+            for argument in "$@"; do
+                [ "$argument" = --unsafe-ablation ] && features=(--features ablation)
+            done
+            cargo run --release -p bench "${features[@]}" -- ring "$@"
+            ;;
+        *) die "unknown benchmark '${1:-}': expected ring" ;;
+    esac
 }
 
 case "${1:-}" in
     test) shift; run_tests "$@" ;;
+    bench) shift; run_bench "$@" ;;
     install) shift; ensure_toolchain; ensure_command qemu-system-x86_64 qemu-system-x86; ensure_netperf ;;
     build) shift; build_kernel release; kernel_image release ;;
     -h|--help|help) usage ;;
