@@ -17,6 +17,10 @@ use smoltcp::wire::IpEndpoint;
 use crate::stack::{Stack, TCP_BUFFER_BYTES};
 use crate::NetError;
 
+/// How long an accepted connection may have data unacknowledged before
+/// smoltcp resets it.
+pub const UNACKNOWLEDGED_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(10);
+
 /// A TCP port in LISTEN with a backlog of sockets.
 pub struct TcpListener {
     stack: Stack,
@@ -121,6 +125,10 @@ impl TcpListener {
             Poll::Pending
         })
         .await?;
+        // A peer that stops acknowledging (gone, or its link down) ends the
+        // connection after UNACKNOWLEDGED_TIMEOUT instead of holding the
+        // socket with retransmissions forever, smoltcp's default.
+        self.stack.with_tcp(handle, |socket| socket.set_timeout(Some(UNACKNOWLEDGED_TIMEOUT)));
         Ok(TcpStream { stack: self.stack.clone(), handle })
     }
 }
