@@ -14,10 +14,13 @@
 //!   frequency, CPU facts, steal time and thread pinning.
 //! - [`ring`]: `bench ring`, the two-core virtqueue ping-pong with per-site
 //!   barrier attribution.
+//! - [`e2e`]: `bench run`, weak against strong barriers end to end, with
+//!   netperf against the unikernel under QEMU.
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("the bench crate measures x86_64 barrier instructions and builds only for x86_64");
 
+pub mod e2e;
 pub mod host;
 pub mod plot;
 pub mod report;

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use bench::e2e::{self, options::RunArgs};
 use bench::ring::{self, options::RingArgs};
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,10 @@ enum Command {
     /// and strong barriers, against this crate's device model and rust-vmm's
     /// virtio-queue.
     Ring(RingArgs),
+    /// Weak against strong barriers end to end: the host's netperf against
+    /// the unikernel under QEMU, in a balanced, shuffled order of trials,
+    /// with the guest's counters, host steal time, statistics and plots.
+    Run(RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +37,13 @@ fn main() -> ExitCode {
             Err(error) => {
                 eprintln!("bench ring: {error}");
                 ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => match e2e::run(&args, &command_line) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("bench run: {error}");
+                ExitCode::from(error.exit_code())
             }
         },
     }
