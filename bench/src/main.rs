@@ -40,6 +40,14 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => match e2e::run(&args, &command_line) {
+            Ok(run) if run.failed_trials() > 0 => {
+                eprintln!(
+                    "bench run: {} of {} trials failed; trials.csv and report.md record why",
+                    run.failed_trials(),
+                    run.outcomes.len()
+                );
+                ExitCode::FAILURE
+            }
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("bench run: {error}");

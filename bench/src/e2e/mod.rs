@@ -173,6 +173,13 @@ impl fmt::Display for E2eError {
 
 impl std::error::Error for E2eError {}
 
+impl E2eRun {
+    /// Trials recorded as failed.
+    pub fn failed_trials(&self) -> usize {
+        self.outcomes.iter().filter(|outcome| !outcome.row.is_ok()).count()
+    }
+}
+
 impl From<ReportError> for E2eError {
     fn from(error: ReportError) -> Self {
         E2eError::Report(error)
@@ -417,7 +424,7 @@ impl<'a> Runner<'a> {
     fn attempt(&mut self, slot: &mut Option<TrialGuest>, config: &TrialConfig) -> Result<(GuestFacts, Measurement), E2eError> {
         if slot.is_none() {
             let setup = GuestSetup {
-                append: format!("barriers={} mode={}", config.mode, self.plan.wait_mode.name()),
+                append: self.plan.kernel_command_line(config.mode),
                 accelerator: self.accelerator,
                 network: self.network,
             };

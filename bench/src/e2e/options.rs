@@ -179,6 +179,10 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "irq")]
     pub wait_mode: WaitMode,
 
+    /// Extra kernel command-line options for every guest, such as log=warn
+    #[arg(long, default_value = "", value_name = "'KEY=VALUE ...'")]
+    pub append: String,
+
     /// Iterations of the in-guest barrier microbenchmark, run once per round
     #[arg(long, default_value_t = 20_000)]
     pub barrier_bench_iterations: u32,
@@ -272,6 +276,8 @@ pub struct RunPlan {
     pub switch: SwitchPoint,
     /// The guest's wait mode.
     pub wait_mode: WaitMode,
+    /// Extra kernel command-line options.
+    pub extra_append: String,
     /// Iterations of the barrier microbenchmark.
     pub barrier_bench_iterations: u32,
     /// Seed of the trial order and the bootstrap.
@@ -326,6 +332,7 @@ impl RunPlan {
             requested_accelerator: args.accel,
             switch: args.switch,
             wait_mode: args.wait_mode,
+            extra_append: args.append.trim().to_string(),
             barrier_bench_iterations: args.barrier_bench_iterations,
             seed: args.seed.unwrap_or_else(clock_seed),
             out: args.out.clone().unwrap_or_else(|| default_output_directory(SystemTime::now())),
@@ -337,6 +344,16 @@ impl RunPlan {
         let mut workloads: Vec<Workload> = self.configs.iter().map(TrialConfig::workload).collect();
         workloads.dedup();
         workloads
+    }
+
+    /// The kernel command line of a guest booted in `mode`.
+    pub fn kernel_command_line(&self, mode: Mode) -> String {
+        let mut line = format!("barriers={mode} mode={}", self.wait_mode.name());
+        if !self.extra_append.is_empty() {
+            line.push(' ');
+            line.push_str(&self.extra_append);
+        }
+        line
     }
 
     /// Trials in the whole run.
@@ -426,6 +443,14 @@ mod tests {
         assert_eq!(plan.requested_accelerator, None);
         assert_eq!(plan.trial_count(), 40);
         assert_eq!(plan.workloads().len(), 2);
+        assert_eq!(plan.kernel_command_line(Mode::Strong), "barriers=strong mode=irq");
+    }
+
+    #[test]
+    fn extra_options_follow_the_mode() {
+        let args = parse(&["--append", " log=warn ", "--wait-mode", "poll"]).expect("parses");
+        let plan = RunPlan::from_args(&args).expect("valid plan");
+        assert_eq!(plan.kernel_command_line(Mode::Weak), "barriers=weak mode=poll log=warn");
     }
 
     #[test]
