@@ -23,11 +23,12 @@ free_port() {
 for firmware in "${firmwares[@]}"; do
     for ((boot = 1; boot <= boots; boot++)); do
         port=$(free_port)
+        data_port=$(free_port)
         log=$(mktemp)
         start=$(date +%s.%N)
         ./run.sh --no-build --firmware "$firmware" --echo-port "$port" \
             --discard-port "$(free_port)" --chargen-port "$(free_port)" \
-            --netperf-port "$(free_port)" --data-ports "$(free_port)-$(free_port)" \
+            --netperf-port "$(free_port)" --data-ports "$data_port-$data_port" \
             </dev/null >"$log" 2>&1 &
         pid=$!
         # Retries the connection until the guest answers or 60 s pass.
