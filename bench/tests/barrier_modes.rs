@@ -1,11 +1,11 @@
 //! Each barrier mode runs the instructions it is meant to run.
 //!
-//! Statically: the built kernel is disassembled, and every `lfence`,
+//! Statically, the test disassembles the built kernel. Every `lfence`,
 //! `sfence` and `mfence` outside the in-guest barrier microbenchmark must
 //! sit in a block that is entered only when a queue site's mode byte is 1
-//! (strong), while every weak full barrier (`lock add dword ptr [rsp], 0`
-//! or `xchg` of a 16-bit word in memory) must sit in a block entered only
-//! when it is 0 (weak). The barrier functions are `#[inline(always)]`, so
+//! (strong). Every weak full barrier (`lock add dword ptr [rsp], 0` or
+//! `xchg` of a 16-bit word in memory) must sit in a block entered only when
+//! it is 0 (weak). The barrier functions are `#[inline(always)]`, so
 //! they have no symbols of their own; the check instead follows the branch
 //! that the inlined `match` on the site's mode compiles to: a byte load of
 //! the mode, a compare with 0 or 1, and a conditional jump.
@@ -215,8 +215,8 @@ impl<'a> Analysis<'a> {
         }
     }
 
-    /// The mode in which the edge from the instruction at `index` (a jump
-    /// when `taken`, else the fall-through after it) is followed.
+    /// Returns the mode in which the edge from the instruction at `index` is
+    /// followed: the jump when `taken`, else the fall-through after it.
     fn edge_side(&self, index: usize, taken: bool, depth: usize) -> Result<Side, String> {
         let jump = self.instruction(index);
         // An unconditional jump, or falling off the end of a block at a jump
@@ -244,7 +244,7 @@ impl<'a> Analysis<'a> {
         Ok(if strong { Side::Strong } else { Side::Weak })
     }
 
-    /// Whether `register` is loaded from a byte (`movzx REG,byte ptr [...]`)
+    /// Returns whether `register` is loaded from a byte (`movzx REG,byte ptr [...]`)
     /// between `start` and `end` of one block.
     fn loads_mode_byte(&self, start: usize, end: usize, register: &str) -> bool {
         (start..end).any(|index| {
@@ -324,8 +324,8 @@ fn mode_compare_reads_both_syntaxes() {
     assert_eq!(instruction("jne\t0x10e7a3 <f+0x103>").jump_target(), Some(0x10e7a3));
 }
 
-/// A store-then-full site as the compiler emits it (GNU objdump, Intel
-/// syntax), with the two fences given.
+/// Builds a store-then-full site as the compiler emits it (GNU objdump,
+/// Intel syntax), with the given strong and weak instructions.
 fn store_then_full_site(strong_instruction: &str, weak_instruction: &str) -> Function {
     let lines = [
         (0x10, "movzx  esi,BYTE PTR [rdi+0x6f6]"),

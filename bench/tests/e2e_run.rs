@@ -89,7 +89,8 @@ fn two_rounds_write_trials_report_and_plots() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("seed 11"), "the seed is not printed: {stderr}");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("TCP_RR 1x1") && stdout.contains("strong"), "no summary table: {stdout}");
+    assert!(stdout.contains("TCP_RR 1x1"), "no summary table: {stdout}");
+    assert!(stdout.contains("strong"), "no strong row in the summary: {stdout}");
 
     let rows = read_csv(&out.join("trials.csv"));
     assert_eq!(rows.len(), 4, "{rows:?}");
@@ -202,7 +203,7 @@ fn guest_that_does_not_boot_is_recorded() {
     fs::remove_dir_all(&out).expect("scratch directory removed");
 }
 
-/// Whether the tests run as root, which `--net tap` needs.
+/// Returns whether the tests run as root, which `--net tap` needs.
 fn running_as_root() -> bool {
     let status = fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status

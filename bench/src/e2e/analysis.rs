@@ -1,8 +1,9 @@
-//! Statistics of a `bench run`: per workload and mode, the mean and median
-//! of the trials' mean latencies with bootstrap intervals; strong against
-//! weak as a ratio of means with its interval, a permutation test and a
-//! per-round paired ratio; guest work per transaction; driver path cycles;
-//! host steal as a covariate; and the in-guest barrier microbenchmark.
+//! Statistics of a `bench run`. Per workload and mode, the module computes
+//! the mean and median of the trials' mean latencies with bootstrap
+//! intervals, guest work per transaction and driver path cycles. It
+//! compares strong against weak with a ratio of means and its interval, a
+//! permutation test and a per-round paired ratio, adjusts for host steal as
+//! a covariate, and summarises the in-guest barrier microbenchmark.
 //!
 //! Every statistic resamples whole trials, one value per trial, because
 //! the transactions within a trial share one boot and one stretch of host
@@ -95,7 +96,7 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Whether the latency ratio's interval excludes 1 and the permutation
+    /// Returns whether the latency ratio's interval excludes 1 and the permutation
     /// test rejects equal means at the 5% level.
     pub fn latency_distinguishable(&self) -> bool {
         let interval_excludes_one = self.latency_ratio.is_some_and(|ratio| !ratio.contains(1.0));

@@ -84,7 +84,7 @@ fn ticks_per_second() -> f64 {
     if ticks > 0 {
         ticks as f64
     } else {
-        // Linux has used 100 on every architecture since 2.6.
+        // USER_HZ is 100 on x86_64.
         100.0
     }
 }

@@ -102,7 +102,7 @@ pub enum E2eError {
         /// The socket's error.
         message: String,
     },
-    /// A console answer lacked a record or field.
+    /// A console output lacked a record or field.
     Record {
         /// The command.
         command: &'static str,

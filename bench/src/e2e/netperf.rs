@@ -165,7 +165,8 @@ pub fn parse_output(output: &str) -> Result<NetperfFigures, NetperfParseError> {
     })
 }
 
-/// The fields of one CSV line, or `None` when it is not valid CSV.
+/// Splits one CSV line into fields, or returns `None` when it is not valid
+/// CSV.
 fn csv_fields(line: &str) -> Option<Vec<String>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -234,8 +235,8 @@ fn collect(mut source: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
-/// The exit status, or `None` after killing a child that ran past
-/// `timeout`.
+/// Waits for the exit status, or returns `None` after killing a child that
+/// ran past `timeout`.
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Result<Option<ExitStatus>, NetperfError> {
     let deadline = Instant::now() + timeout;
     loop {

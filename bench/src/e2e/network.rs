@@ -4,10 +4,8 @@
 //! the namespace removes the tap device too.
 //!
 //! ```text
-//!  namespace vbench-PID
-//!  ┌──────────────────────────────────────────────────────────┐
-//!  │ netperf ──> vbtap0 10.213.0.1/24 ══ QEMU ══> guest 10.213.0.2 │
-//!  └──────────────────────────────────────────────────────────┘
+//!  namespace vbench-PID:
+//!    netperf ──> vbtap0 (10.213.0.1/24) ──> QEMU tap netdev ──> guest 10.213.0.2
 //! ```
 
 use std::net::Ipv4Addr;
@@ -63,12 +61,12 @@ impl TapNetwork {
         Ok(network)
     }
 
-    /// The namespace's name.
+    /// Returns the namespace's name.
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
 
-    /// The command prefix that runs a program inside the namespace.
+    /// Returns the command prefix that runs a program inside the namespace.
     pub fn command_prefix(&self) -> Vec<String> {
         ["ip", "netns", "exec", &self.namespace].map(str::to_string).to_vec()
     }
@@ -89,7 +87,7 @@ impl TapNetwork {
         format!("ip={GUEST_ADDRESS}/{PREFIX_LENGTH} gw={HOST_ADDRESS}")
     }
 
-    /// The guest's address, which netperf targets.
+    /// Returns the guest's address, which netperf targets.
     pub fn guest_address(&self) -> Ipv4Addr {
         GUEST_ADDRESS
     }

@@ -160,8 +160,8 @@ pub struct RunArgs {
     pub duration: u32,
 
     /// Network between host and guest: user (QEMU user networking on
-    /// 127.0.0.1) or tap (a tap device in a network namespace created for
-    /// the run; needs root)
+    /// 127.0.0.1) or tap (a tap device in a network namespace that the run
+    /// creates, which needs root)
     #[arg(long, value_enum, default_value = "user")]
     pub net: NetworkKind,
 
@@ -207,7 +207,7 @@ pub struct MessageSizes {
 }
 
 impl MessageSizes {
-    /// The value of netperf's `-r`.
+    /// Formats the sizes as netperf's `-r` takes them.
     pub fn netperf_argument(self) -> String {
         format!("{},{}", self.request, self.response)
     }
@@ -231,8 +231,8 @@ pub struct TrialConfig {
 }
 
 impl TrialConfig {
-    /// The comparison this trial belongs to: the test and sizes, without the
-    /// mode.
+    /// Returns the comparison this trial belongs to: its test and sizes,
+    /// without the mode.
     pub fn workload(&self) -> Workload {
         Workload {
             test: self.test,
@@ -339,14 +339,14 @@ impl RunPlan {
         })
     }
 
-    /// Every workload in the plan, in a fixed order.
+    /// Returns every workload in the plan, in a fixed order.
     pub fn workloads(&self) -> Vec<Workload> {
         let mut workloads: Vec<Workload> = self.configs.iter().map(TrialConfig::workload).collect();
         workloads.dedup();
         workloads
     }
 
-    /// The kernel command line of a guest booted in `mode`.
+    /// Builds the kernel command line of a guest booted in `mode`.
     pub fn kernel_command_line(&self, mode: Mode) -> String {
         let mut line = format!("barriers={mode} mode={}", self.wait_mode.name());
         if !self.extra_append.is_empty() {

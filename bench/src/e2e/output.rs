@@ -405,7 +405,8 @@ fn comparison_table(analysis: &Analysis) -> MarkdownTable {
     table
 }
 
-/// One sentence per workload on whether the modes differ beyond the noise.
+/// Writes one sentence per workload on whether the modes differ beyond the
+/// noise.
 pub fn verdicts(analysis: &Analysis) -> Vec<String> {
     analysis
         .workloads
@@ -596,7 +597,8 @@ fn render_failures(document: &mut MarkdownDocument, outcomes: &[TrialOutcome]) {
     }
 }
 
-/// The terminal summary: one line per workload and mode, and the verdicts.
+/// Formats the terminal summary: one line per workload and mode, then the
+/// verdicts.
 pub fn terminal_summary(analysis: &Analysis) -> String {
     let mut text = format!(
         "{:<16} {:<7} {:>7} {:>12} {:>30} {:>9} {:>28} {:>8}\n",

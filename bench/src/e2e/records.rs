@@ -82,7 +82,7 @@ impl<'a> Record<'a> {
     }
 }
 
-/// Every record of `output`, in order.
+/// Parses every record of `output`, in order.
 pub fn records(output: &str) -> impl Iterator<Item = Record<'_>> {
     output.lines().filter_map(Record::parse)
 }
@@ -346,7 +346,7 @@ impl GuestStats {
             .sum()
     }
 
-    /// The differences from `earlier` to `self`.
+    /// Computes the differences from `earlier` to `self`.
     pub fn since(&self, earlier: &GuestStats) -> StatsDelta {
         let queue = |index: u16| {
             let now = self.queues.get(&index).cloned().unwrap_or_default();
@@ -454,7 +454,7 @@ impl StatsDelta {
         self.receive.kicks + self.transmit.kicks + self.receive.interrupts + self.transmit.interrupts
     }
 
-    /// The histogram of (queue, path, mode), or an empty one.
+    /// Returns the histogram of (queue, path, mode), or an empty one.
     pub fn histogram(&self, queue: u16, path: DriverPath, mode: Mode) -> CycleHistogram {
         self.cycles.get(&(queue, path, mode)).cloned().unwrap_or(CycleHistogram {
             count: 0,
@@ -503,11 +503,11 @@ pub fn parse_barrier_bench(output: &str) -> Result<Vec<BarrierBenchLine>, Record
         .collect()
 }
 
-/// Parses the console's `barriers` answer, `barriers receive=M transmit=M`,
+/// Parses the console's `barriers` output, `barriers receive=M transmit=M`,
 /// into the receive and transmit queue modes.
 ///
 /// # Errors
-/// [`RecordError`] when the answer has no such record.
+/// [`RecordError`] when the output has no such record.
 pub fn parse_barrier_modes(output: &str) -> Result<(Mode, Mode), RecordError> {
     let record = records(output)
         .find(|record| record.name == "barriers")

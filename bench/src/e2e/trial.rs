@@ -1,6 +1,6 @@
-//! One trial: guest counters before, a netperf test with host CPU time
-//! around it, guest counters after; and the flat `trials.csv` row that
-//! keeps every raw figure of it, or the failure.
+//! One trial: the guest's counters, a netperf test with the host's CPU time
+//! around it, and the counters again. The module also builds the flat
+//! `trials.csv` row that keeps every raw figure of a trial, or its failure.
 
 use std::time::Instant;
 
@@ -249,7 +249,7 @@ pub struct TrialRow {
 }
 
 impl TrialRow {
-    /// The row of a trial that did not produce a measurement.
+    /// Builds the row of a trial that did not produce a measurement.
     pub fn failed(position: TrialPosition, config: &TrialConfig, attempts: u32, error: &E2eError, labels: &RowLabels) -> TrialRow {
         let mut row = TrialRow::labelled(position, config, labels);
         row.status = "failed".to_string();
@@ -259,7 +259,7 @@ impl TrialRow {
         row
     }
 
-    /// The row of a successful trial.
+    /// Builds the row of a successful trial.
     pub fn measured(
         position: TrialPosition,
         config: &TrialConfig,
@@ -283,7 +283,7 @@ impl TrialRow {
         row
     }
 
-    /// Whether the trial produced a measurement.
+    /// Returns whether the trial produced a measurement.
     pub fn is_ok(&self) -> bool {
         self.status == "ok"
     }
