@@ -17,7 +17,7 @@ pub enum Barriers {
     Strong,
 }
 
-/// How the kernel waits for the NIC.
+/// Wait mode of the kernel: interrupts or polling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitMode {
     /// Sleep until an interrupt or timer; the CPU halts when idle.
@@ -51,7 +51,7 @@ pub struct Options {
     /// `barriers=weak|strong` (default weak, as Linux uses on virtio-pci).
     pub barriers: Barriers,
     /// `netperf_data_ports=FIRST-LAST`: the ports the netperf service binds
-    /// for data connections when netperf asks for none (default 12866-12869).
+    /// for data connections when netperf requests none (default 12866-12869).
     /// QEMU user networking forwards them with the same numbers.
     pub netperf_data_ports: (u16, u16),
     /// `mode=irq|poll` (default irq).
@@ -84,7 +84,7 @@ pub const KNOWN_OPTIONS: &str =
     "ip=ADDR/PREFIX gw=ADDR log=LEVEL barriers=weak|strong mode=irq|poll netperf_data_ports=FIRST-LAST \
      barrier_bench=on|off|ITERATIONS";
 
-/// Why a command line was rejected.
+/// Error in a command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandLineError<'a> {
     /// The key is not one of [`KNOWN_OPTIONS`].

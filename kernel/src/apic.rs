@@ -47,7 +47,7 @@ pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// Vector of the one-shot timer.
 pub const TIMER_VECTOR: u8 = 0x40;
 
-/// How the registers are reached.
+/// Access method of the registers.
 enum Access {
     X2Apic,
     XApic { base: u64 },
@@ -65,7 +65,7 @@ static APIC_ID: AtomicU8 = AtomicU8::new(0);
 /// Last armed TSC deadline, so that re-arming for the same time is free.
 static ARMED_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// What [`init`] found, for the boot log.
+/// Summary of the local APIC found by [`init`], for the boot log.
 #[derive(Debug, Clone, Copy)]
 pub struct ApicSummary {
     pub x2apic: bool,
@@ -73,11 +73,19 @@ pub struct ApicSummary {
     pub id: u32,
 }
 
-/// Why the local APIC could not be used.
+/// Error of setting up the local APIC.
 #[derive(Debug)]
 pub enum ApicError {
     /// The xAPIC page could not be mapped.
     Map(paging::PagingError),
+}
+
+impl core::fmt::Display for ApicError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Map(error) => write!(formatter, "cannot map the xAPIC page: {error}"),
+        }
+    }
 }
 
 impl LocalApic {

@@ -26,13 +26,13 @@ const VIRTIO_NET_MODERN_DEVICE_ID: u16 = 0x1041;
 /// PCI class code of network controllers.
 const CLASS_NETWORK: u8 = 0x02;
 
-/// Where firmware-unassigned 32-bit memory BARs go. Reading the host bridge's
+/// Window for the 32-bit memory BARs the firmware left unassigned. Reading the host bridge's
 /// window from the ACPI `_CRS` method needs an AML interpreter, so this uses
 /// the range both QEMU machines leave to PCI below the I/O APIC: above RAM,
 /// above q35's ECAM, and below 0xfec00000.
 const PCI_MEMORY_WINDOW_END: u64 = 0xfec0_0000;
 const PCI_MEMORY_WINDOW_MIN_START: u64 = 0xc000_0000;
-/// Where firmware-unassigned I/O BARs go.
+/// Window for the I/O BARs the firmware left unassigned.
 const PCI_IO_WINDOW: core::ops::Range<u32> = 0xc000..0x1_0000;
 
 /// The kernel's NIC type.
@@ -109,7 +109,7 @@ pub fn start_nic(functions: &[Function], ecam: Option<EcamWindow>, options: NetO
     None
 }
 
-/// Why one virtio-net function could not be started.
+/// Error of starting one virtio-net function.
 #[derive(Debug)]
 pub enum NicStartError {
     /// The virtio capabilities are missing or do not fit their BARs.
@@ -127,7 +127,7 @@ impl fmt::Display for NicStartError {
         match self {
             Self::Capabilities(error) => write!(formatter, "virtio capabilities: {error}"),
             Self::Map { address, length, error } => {
-                write!(formatter, "cannot map {address:#x}+{length:#x}: {error:?}")
+                write!(formatter, "cannot map {address:#x}+{length:#x}: {error}")
             }
             Self::Transport(error) => write!(formatter, "transport: {error}"),
             Self::Driver(error) => write!(formatter, "driver: {error}"),

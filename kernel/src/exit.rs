@@ -21,7 +21,6 @@ pub const MAX_EXIT_CODE: u8 = 126;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ExitCode {
-    Success = 0,
     /// An option on the command line is unknown or malformed (sysexits' EX_USAGE).
     InvalidCommandLine = 64,
     /// No virtio-net device could be brought up (sysexits' EX_UNAVAILABLE).

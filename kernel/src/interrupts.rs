@@ -188,7 +188,7 @@ exception_stub!(vector_21, 21, error_code);
 
 /// Saves the caller-saved registers and calls [`exception_handler`] with the
 /// frame. The CPU aligned the stack to 16 bytes before its five pushes; with
-/// the two stub words and nine registers the call sees the ABI's alignment.
+/// the two stub words and nine registers the call gets the ABI's alignment.
 #[unsafe(naked)]
 extern "C" fn exception_common() {
     naked_asm!(

@@ -59,7 +59,7 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
     match memory::init(boot_info) {
         Ok(heap) => info!("heap {:#x} size {} KiB", heap.start, heap.size_bytes / 1024),
         Err(problem) => {
-            error!("memory setup failed: {problem:?}");
+            error!("memory setup failed: {problem}");
             exit_with(ExitCode::BootFailure);
         }
     }
@@ -69,7 +69,7 @@ pub fn kernel_main(boot_info: &'static BootInfo) -> ! {
         Some(window) => {
             info!("ECAM {:#x} buses {}-{}", window.base_address, window.start_bus, window.end_bus);
             if let Err(problem) = paging::map_device_memory(window.base_address, window.length_bytes()) {
-                error!("cannot map ECAM at {:#x}: {problem:?}", window.base_address);
+                error!("cannot map ECAM at {:#x}: {problem}", window.base_address);
                 exit_with(ExitCode::BootFailure);
             }
         }
@@ -110,7 +110,7 @@ fn init_interrupt_controllers(boot_info: &BootInfo) -> platform::InterruptContro
             if summary.tsc_deadline { "TSC-deadline" } else { "one-shot (calibrated)" }
         ),
         Err(problem) => {
-            error!("local APIC unusable: {problem:?}");
+            error!("local APIC unusable: {problem}");
             exit_with(ExitCode::BootFailure);
         }
     }
@@ -118,7 +118,7 @@ fn init_interrupt_controllers(boot_info: &BootInfo) -> platform::InterruptContro
     for io_apic in &controllers.io_apics {
         match ioapic::add(io_apic) {
             Ok(lines) => info!("I/O APIC {} at {:#x}: GSI {}-{}", io_apic.id, io_apic.address, io_apic.gsi_base, io_apic.gsi_base + lines - 1),
-            Err(problem) => warn!("I/O APIC at {:#x} unusable: {problem:?}", io_apic.address),
+            Err(problem) => warn!("I/O APIC at {:#x} unusable: {problem}", io_apic.address),
         }
     }
     controllers

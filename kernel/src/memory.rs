@@ -30,6 +30,16 @@ pub enum MemoryError {
     NoUsableMemory { kernel_end: u64 },
 }
 
+impl core::fmt::Display for MemoryError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoUsableMemory { kernel_end } => {
+                write!(formatter, "the memory map has no usable RAM above the kernel end {kernel_end:#x}")
+            }
+        }
+    }
+}
+
 /// Places the heap in the largest usable region above the kernel image.
 pub fn init(info: &BootInfo) -> Result<HeapRegion, MemoryError> {
     let floor = info.kernel_end.max(LOW_MEMORY_END);

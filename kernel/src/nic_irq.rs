@@ -2,9 +2,9 @@
 //! and transmit, or the legacy INTx line through the I/O APIC and the ISR
 //! status register when the device has no MSI-X.
 //!
-//! Handlers only record the interrupt and wake the interface task; the task
-//! suppresses further queue interrupts while it processes the rings and
-//! re-enables them (with the recheck) before it sleeps. Nothing here
+//! Handlers only record the interrupt and wake the interface task. The task
+//! suppresses further queue interrupts while it processes the rings, and
+//! re-enables them with the recheck before it sleeps. Nothing here
 //! allocates or takes a lock.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -40,11 +40,12 @@ static ISR_ADDRESS: AtomicUsize = AtomicUsize::new(0);
 /// INTx interrupts whose ISR read showed nothing for this device.
 pub static INTX_NOT_OURS: AtomicU64 = AtomicU64::new(0);
 
-/// How the NIC signals.
+/// Interrupt route of a NIC without MSI-X.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InterruptRoute {
-    Msix,
+    /// The INTx line, through these GSIs.
     Intx { gsis: &'static [u32] },
+    /// No I/O APIC serves the line: the NIC can only be polled.
     None,
 }
 
@@ -59,14 +60,14 @@ fn config_interrupt(_vector: u8) {
 }
 
 /// INTx is level-triggered and may be shared: reading the ISR status
-/// register tells whether this device raised it and deasserts the line
+/// register shows whether this device raised it and deasserts the line
 /// (virtio 1.2 section 4.1.4.5), which must happen before the EOI.
 fn intx_interrupt(_vector: u8) {
     let address = ISR_ADDRESS.load(Ordering::Acquire);
     if address == 0 {
         return;
     }
-    // SAFETY: ISR_ADDRESS holds the ISR status byte of the NIC, mapped
+    // SAFETY: ISR_ADDRESS is the address of the NIC's ISR status byte, mapped
     // uncached by the transport set-up and never unmapped.
     let isr = unsafe { core::ptr::read_volatile(address as *const u8) };
     if isr & 0b01 != 0 {
@@ -101,7 +102,7 @@ pub fn setup_msix(function: &Function, access: &impl ConfigRegionAccess) -> Opti
     let base = match paging::map_device_memory(capability.table_address, u64::from(capability.table_bytes())) {
         Ok(base) => base,
         Err(problem) => {
-            warn!("MSI-X table at {:#x} cannot be mapped ({problem:?}): using INTx", capability.table_address);
+            warn!("MSI-X table at {:#x} cannot be mapped ({problem}): using INTx", capability.table_address);
             return None;
         }
     };

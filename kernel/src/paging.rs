@@ -24,7 +24,7 @@ const MAX_MAPPABLE_ADDRESS: u64 = 1 << 47;
 /// Serialises page-table edits.
 static PAGE_TABLE_LOCK: Mutex<()> = Mutex::new(());
 
-/// Why a device region could not be mapped.
+/// Error of mapping a device region.
 #[derive(Debug)]
 pub enum PagingError {
     /// The region is empty, wraps around, or lies beyond the canonical range.
@@ -33,6 +33,22 @@ pub enum PagingError {
     OutOfMemory { address: u64 },
     /// The address is mapped with 4 KiB pages, which this module never creates.
     UnexpectedMapping { address: u64 },
+}
+
+impl core::fmt::Display for PagingError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::InvalidRegion { start, length } => {
+                write!(formatter, "invalid region {start:#x}+{length:#x}")
+            }
+            Self::OutOfMemory { address } => {
+                write!(formatter, "no memory for a page table to map {address:#x}")
+            }
+            Self::UnexpectedMapping { address } => {
+                write!(formatter, "{address:#x} is mapped with 4 KiB pages, which this module never creates")
+            }
+        }
+    }
 }
 
 /// Page-table frames taken from the identity-mapped heap.

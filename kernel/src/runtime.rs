@@ -2,9 +2,9 @@
 //! task on the executor, in interrupt or poll mode.
 //!
 //! In interrupt mode the interface task suppresses queue interrupts while
-//! it polls smoltcp, re-enables them (rechecking the used rings), then
-//! sleeps until a NIC interrupt, a socket operation or smoltcp's next
-//! deadline wakes it; an idle CPU halts with the timer armed. In poll mode
+//! it polls smoltcp and re-enables them with a recheck of the used rings.
+//! It then sleeps until a NIC interrupt, a socket operation or smoltcp's
+//! next deadline wakes it, and an idle CPU halts with the timer armed. In poll mode
 //! the task polls on every pass of the executor and the CPU never halts.
 
 use alloc::rc::Rc;
@@ -52,9 +52,9 @@ pub fn mode() -> WaitMode {
     }
 }
 
-/// Switches the wait mode; takes effect at the next pass of the interface
-/// task, which is woken here: in poll mode the CPU no longer halts, so an
-/// interface task asleep until the next NIC interrupt would never wake.
+/// Switches the wait mode from the next pass of the interface task. The
+/// task is woken here because in poll mode the CPU no longer halts, so a
+/// task asleep until the next NIC interrupt would never wake.
 pub fn set_mode(mode: WaitMode) {
     let value = match mode {
         WaitMode::Interrupt => MODE_INTERRUPT,
@@ -103,7 +103,7 @@ pub fn run(nic: Nic, options: &Options, functions: Vec<Function>, controllers: &
         services,
     };
 
-    // One pass binds the services' sockets before the line below says so.
+    // One pass binds the services' sockets before the line below reports them.
     executor.run_once();
     info!(
         "echo listening on TCP and UDP port {} (boot took {} us), mode {:?}; netperf on TCP {}, data ports {}-{}",

@@ -26,7 +26,7 @@ const HYPERVISOR_TIMING_LEAF: u32 = 0x4000_0010;
 static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
-/// Where the TSC frequency came from, for the boot log.
+/// Source of the TSC frequency, for the boot log.
 #[derive(Clone, Copy, Debug)]
 pub enum FrequencySource {
     CpuidLeaf15,
@@ -100,7 +100,7 @@ fn frequency_from_cpuid() -> Option<(u64, FrequencySource)> {
             return Some((u64::from(base_mhz) * 1_000_000, FrequencySource::CpuidLeaf16));
         }
     }
-    // CPUID.1:ECX bit 31 says a hypervisor is present.
+    // CPUID.1:ECX bit 31 is set when a hypervisor is present.
     let hypervisor = __cpuid(1).ecx & (1 << 31) != 0;
     if hypervisor {
         let max_hypervisor_leaf = __cpuid(0x4000_0000).eax;

@@ -1,6 +1,6 @@
 //! TSC-cycle histograms of the driver's paths, with power-of-two buckets:
 //! bucket `i` counts samples in `[2^i, 2^(i+1))` cycles (bucket 0 also
-//! holds 0 and 1).
+//! counts 0 and 1).
 
 use virtio::barrier::BarrierMode;
 

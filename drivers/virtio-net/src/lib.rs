@@ -7,7 +7,7 @@
 //! VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_F_EVENT_IDX (unless turned
 //! off) and VIRTIO_F_ORDER_PLATFORM (which forces strong barriers). No
 //! checksum or segmentation offload, no mergeable receive buffers, so every
-//! receive buffer holds a whole frame.
+//! receive buffer contains a whole frame.
 //!
 //! Device life cycle as this driver drives it:
 //!
@@ -54,7 +54,7 @@ pub const TRANSMIT_QUEUE: u16 = 1;
 /// Buffer size per receive and transmit slot: header plus a 1514-byte
 /// Ethernet frame, rounded up so slots stay cache-line aligned.
 pub const BUFFER_BYTES: usize = 1536 + 64;
-/// The largest queue the driver asks for; QEMU offers 256.
+/// The largest queue size the driver requests; QEMU offers 256.
 pub const MAX_QUEUE_SIZE: u16 = 256;
 /// Locally administered MAC used when the device offers none.
 const FALLBACK_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
@@ -82,7 +82,7 @@ pub struct NetOptions {
     pub msix: Option<MsixVectors>,
 }
 
-/// Why the NIC could not be brought up.
+/// Error of bringing up the NIC.
 #[derive(Debug)]
 pub enum NetError {
     /// A transport step failed; the device was left reset.

@@ -2,7 +2,7 @@
 //! Buffers" and 5.1.6.4 "Processing of Incoming Packets").
 //!
 //! Every buffer is posted at start-up. A used buffer is handed out as a
-//! [`ReceivedFrame`] that borrows nothing; the caller reads it through
+//! [`ReceivedFrame`] that borrows nothing. The caller reads it through
 //! [`Receiver::frame`] and gives it back with [`Receiver::recycle`], which
 //! reposts it. A buffer the device filled wrongly is reposted at once and
 //! counted.
@@ -79,7 +79,7 @@ impl<D: Dma + Clone> Receiver<D> {
             len: self.buffers.slot_bytes() as u32,
         };
         if let Err(rejected) = self.queue.add(&[], &[buffer], index) {
-            // The pool never holds more buffers than the queue has
+            // The pool never contains more buffers than the queue has
             // descriptors, so only a broken queue gets here.
             warn!("virtio-net: receive buffer {} not posted: {:?}", rejected.token, rejected.error);
         }

@@ -98,6 +98,13 @@ fn print_queue(name: &str, queue: &SplitQueue<u16, IdentityDma>, interrupts: u64
 
 fn stats(context: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static str> {
     no_arguments(arguments)?;
+    print_nic_stats(context);
+    print_service_stats(context);
+    print_system_stats();
+    Ok(())
+}
+
+fn print_nic_stats(context: &ConsoleContext) {
     let device = context.device.borrow();
     let nic = device.nic();
     let intx = interrupts::count(nic_irq::INTX_VECTOR);
@@ -107,6 +114,7 @@ fn stats(context: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static st
         print_histograms(queue, "submit", submit);
         print_histograms(queue, "complete", complete);
     }
+
     let counters = nic.stats();
     println!(
         "nic rx_frames={} rx_bytes={} tx_frames={} tx_bytes={} rx_dropped_short={} rx_dropped_too_long={} \
@@ -132,6 +140,9 @@ fn stats(context: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static st
         runtime::SPURIOUS_NIC_INTERRUPTS.load(core::sync::atomic::Ordering::Relaxed),
         interrupts::count(crate::apic::TIMER_VECTOR),
     );
+}
+
+fn print_service_stats(context: &ConsoleContext) {
     let netperf = context.services.netserver.snapshot();
     let mut tests = alloc::string::String::new();
     for kind in net::services::netserver::TEST_KINDS {
@@ -141,11 +152,13 @@ fn stats(context: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static st
         "netserver control_connections={} tests_completed={} tests_aborted={} bytes_received={} bytes_sent={}{tests}",
         netperf.control_connections, netperf.tests_completed, netperf.tests_aborted, netperf.bytes_received, netperf.bytes_sent,
     );
+
     let mut errors = alloc::string::String::new();
     for reason in net::services::netserver::ErrorReason::ALL {
         let _ = core::fmt::Write::write_fmt(&mut errors, format_args!(" {}={}", reason.name(), netperf.error_count(reason)));
     }
     println!("netserver_errors{errors}");
+
     let discard = &context.services.discard;
     println!(
         "discard tcp_connections={} tcp_bytes={} udp_datagrams={} udp_bytes={}",
@@ -154,6 +167,9 @@ fn stats(context: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static st
         discard.udp_datagrams(),
         discard.udp_bytes(),
     );
+}
+
+fn print_system_stats() {
     let ticks = idle::cpu_ticks();
     let busy_permille = 1000 - (ticks.halted.saturating_mul(1000) / ticks.total.max(1)).min(1000);
     println!(
@@ -166,7 +182,6 @@ fn stats(context: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static st
             WaitMode::Poll => "poll",
         },
     );
-    Ok(())
 }
 
 fn barrier_bench_command(_: &ConsoleContext, arguments: &[&str]) -> Result<(), &'static str> {

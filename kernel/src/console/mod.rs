@@ -43,7 +43,7 @@ static CONSOLE_WAKER: AtomicWaker = AtomicWaker::new();
 /// The line being typed, shared with the logger so it can redraw it.
 static EDITOR: Mutex<Option<LineEditor>> = Mutex::new(None);
 
-/// What the commands inspect and change.
+/// State the commands inspect and change.
 pub struct ConsoleContext {
     pub device: Rc<RefCell<Device>>,
     pub stack: Stack,
