@@ -17,9 +17,12 @@ use smoltcp::wire::IpEndpoint;
 use crate::stack::{Stack, TCP_BUFFER_BYTES};
 use crate::NetError;
 
-/// How long an accepted connection may have data unacknowledged before
-/// smoltcp resets it.
-pub const UNACKNOWLEDGED_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(10);
+/// How long the peer of an accepted connection may stay silent (no data,
+/// no acknowledgement, no answer to keep-alive probes) before smoltcp
+/// resets the connection.
+pub const PEER_SILENCE_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(15);
+/// Interval of keep-alive probes on an idle accepted connection.
+pub const KEEP_ALIVE_INTERVAL: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(5);
 
 /// A TCP port in LISTEN with a backlog of sockets.
 pub struct TcpListener {
@@ -125,10 +128,15 @@ impl TcpListener {
             Poll::Pending
         })
         .await?;
-        // A peer that stops acknowledging (gone, or its link down) ends the
-        // connection after UNACKNOWLEDGED_TIMEOUT instead of holding the
-        // socket with retransmissions forever, smoltcp's default.
-        self.stack.with_tcp(handle, |socket| socket.set_timeout(Some(UNACKNOWLEDGED_TIMEOUT)));
+        // A peer that stops answering (gone, or its link down) ends the
+        // connection after PEER_SILENCE_TIMEOUT instead of holding the socket
+        // with retransmissions forever, smoltcp's default. smoltcp counts the
+        // timeout from the peer's last segment even on an idle connection,
+        // so keep-alive probes make an idle but healthy peer answer.
+        self.stack.with_tcp(handle, |socket| {
+            socket.set_keep_alive(Some(KEEP_ALIVE_INTERVAL));
+            socket.set_timeout(Some(PEER_SILENCE_TIMEOUT));
+        });
         Ok(TcpStream { stack: self.stack.clone(), handle })
     }
 }
@@ -277,7 +285,7 @@ impl TcpStream {
 
     /// Sends FIN after the queued data; reads still work until the peer closes.
     pub fn close(&mut self) {
-        self.stack.with_tcp(self.handle, |socket| socket.close());
+        self.stack.with_tcp(self.handle, close_without_timeout);
         self.stack.wake_interface();
     }
 
@@ -306,10 +314,20 @@ impl Drop for TcpStream {
     fn drop(&mut self) {
         self.stack.with_tcp(self.handle, |socket| {
             if socket.state() != tcp::State::Closed {
-                socket.close();
+                close_without_timeout(socket);
             }
         });
         self.stack.release_tcp(self.handle);
         self.stack.wake_interface();
     }
+}
+
+/// Sends FIN after clearing the unacknowledged-data timeout. smoltcp counts
+/// that timeout from the peer's last segment, and queuing a FIN (unlike
+/// queuing data) does not restart the count, so a connection idle for longer
+/// than the timeout would be reset instead of closed. The stack aborts
+/// sockets that take too long to close.
+fn close_without_timeout(socket: &mut tcp::Socket<'static>) {
+    socket.set_timeout(None);
+    socket.close();
 }

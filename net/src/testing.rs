@@ -75,3 +75,47 @@ pub fn stepping_clock() -> Instant {
     static MICROS: AtomicI64 = AtomicI64::new(0);
     Instant::from_micros(MICROS.fetch_add(100, Ordering::Relaxed))
 }
+
+/// Address of the stack that runs the service under test.
+pub const SERVER: core::net::Ipv4Addr = core::net::Ipv4Addr::new(10, 0, 2, 15);
+/// Address of the stack that plays the client.
+pub const CLIENT: core::net::Ipv4Addr = core::net::Ipv4Addr::new(10, 0, 2, 2);
+
+fn config(address: core::net::Ipv4Addr, last_mac_byte: u8) -> crate::stack::StackConfig {
+    crate::stack::StackConfig {
+        mac_address: [0x52, 0x54, 0, 0x12, 0x34, last_mac_byte],
+        address,
+        prefix_length: 24,
+        gateway: None,
+        random_seed: u64::from(last_mac_byte),
+    }
+}
+
+/// A server stack and a client stack joined by a cable, with a task that
+/// polls both interfaces on every executor pass.
+pub struct TwoStacks {
+    pub executor: crate::executor::Executor,
+    pub spawner: crate::executor::Spawner,
+    pub server: crate::stack::Stack,
+    pub client: crate::stack::Stack,
+}
+
+/// Returns two connected stacks on the stepping clock.
+pub fn two_stacks() -> TwoStacks {
+    use crate::stack::Stack;
+
+    let (mut server_end, mut client_end) = cable();
+    let server = Stack::new(config(SERVER, 1), &mut server_end, stepping_clock);
+    let client = Stack::new(config(CLIENT, 2), &mut client_end, stepping_clock);
+    let executor = crate::executor::Executor::new();
+    let spawner = executor.spawner();
+    let (server_driver, client_driver) = (server.clone(), client.clone());
+    spawner.spawn_named("interfaces", async move {
+        loop {
+            server_driver.poll(&mut server_end);
+            client_driver.poll(&mut client_end);
+            crate::executor::yield_now().await;
+        }
+    });
+    TwoStacks { executor, spawner, server, client }
+}

@@ -75,42 +75,15 @@ pub async fn serve_udp(stack: Stack, port: u16) -> Result<(), NetError> {
 mod tests {
     use super::*;
     use crate::executor::Executor;
-    use crate::stack::StackConfig;
-    use crate::testing::{cable, stepping_clock, CableEnd};
-    use core::net::Ipv4Addr;
+    use crate::testing::{two_stacks, TwoStacks, SERVER};
     use smoltcp::wire::IpEndpoint;
     use std::vec::Vec;
 
-    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
-    const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-
-    fn config(address: Ipv4Addr, last_mac_byte: u8) -> StackConfig {
-        StackConfig {
-            mac_address: [0x52, 0x54, 0, 0x12, 0x34, last_mac_byte],
-            address,
-            prefix_length: 24,
-            gateway: None,
-            random_seed: u64::from(last_mac_byte),
-        }
-    }
 
     /// Two stacks joined by a cable, with echo served on one of them and an
     /// interface task driving both.
     fn setup() -> (Executor, Stack, Spawner) {
-        let (mut server_end, mut client_end): (CableEnd, CableEnd) = cable();
-        let server = Stack::new(config(SERVER, 1), &mut server_end, stepping_clock);
-        let client = Stack::new(config(CLIENT, 2), &mut client_end, stepping_clock);
-        let executor = Executor::new();
-        let spawner = executor.spawner();
-
-        let (server_driver, client_driver) = (server.clone(), client.clone());
-        spawner.spawn_named("interfaces", async move {
-            loop {
-                server_driver.poll(&mut server_end);
-                client_driver.poll(&mut client_end);
-                crate::executor::yield_now().await;
-            }
-        });
+        let TwoStacks { executor, spawner, server, client } = two_stacks();
         spawner.spawn_named("echo-tcp", {
             let (stack, spawner) = (server.clone(), spawner.clone());
             async move { serve_tcp(stack, spawner, ECHO_PORT).await.expect("echo port binds") }
