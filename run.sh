@@ -16,6 +16,8 @@ Usage:
   ./run.sh test [CARGO_TEST_ARGS...]     run every test (host unit tests and QEMU tests)
   ./run.sh build                         build the kernel image only
   ./run.sh install                       install QEMU, netperf and the Rust target
+  ./run.sh bench [run] [OPTIONS]         weak vs strong barriers end to end with netperf
+                                         (./run.sh bench run --help)
   ./run.sh bench ring [OPTIONS]          two-core virtqueue ping-pong on the host, weak vs
                                          strong barriers (./run.sh bench ring --help)
 
@@ -326,8 +328,17 @@ run_bench() {
             done
             cargo run --release -p bench "${features[@]}" -- ring "$@"
             ;;
-        *) die "unknown benchmark '${1:-}': expected ring" ;;
+        run) shift; run_e2e_bench "$@" ;;
+        *) run_e2e_bench "$@" ;;
     esac
+}
+
+# netperf is not installed here on purpose: the harness reports a missing
+# netperf itself and names ./run.sh install.
+run_e2e_bench() {
+    ensure_command qemu-system-x86_64 qemu-system-x86
+    build_kernel release
+    cargo run --release -p bench -- run "$@"
 }
 
 case "${1:-}" in
