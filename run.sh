@@ -25,7 +25,8 @@ Boot options (defaults in brackets):
   --append 'KEY=VALUE ...'  kernel command line: ip=ADDR/PREFIX, gw=ADDR,
                             log=off|error|warn|info|debug|trace,
                             barriers=weak|strong, mode=irq|poll,
-                            netperf_data_ports=FIRST-LAST  [empty]
+                            netperf_data_ports=FIRST-LAST,
+                            barrier_bench=on|off|N  [empty]
   --accel kvm|tcg           accelerator [kvm when the host has hardware
                             virtualisation, else tcg]
   --machine q35|pc          QEMU machine type [q35]
@@ -55,7 +56,8 @@ Boot options (defaults in brackets):
   -h, --help                show this help
 
 Everything after `--` goes to QEMU unchanged. The guest's serial console is
-this terminal; ./run.sh exits with the status the kernel gives (0 on a clean
+this terminal (type after the first "> " prompt; QEMU keeps running when
+piped input ends, until the console's exit command or Ctrl-C); ./run.sh exits with the status the kernel gives (0 on a clean
 exit, 64 bad command line, 69 no usable NIC, 70 boot failure, 101 panic),
 or 2 when run.sh or QEMU itself fails.
 EOF
@@ -174,6 +176,10 @@ boot() {
             ''|*[!0-9]*) die "invalid --${name//_/-} '$value': expected a port number" ;;
         esac
     done
+    case "$data_ports" in
+        *-*) ;;
+        *) die "invalid --data-ports '$data_ports': expected FIRST-LAST, such as 12866-12869" ;;
+    esac
     local first_data_port=${data_ports%-*} last_data_port=${data_ports#*-}
     case "$first_data_port$last_data_port" in
         ''|*[!0-9]*) die "invalid --data-ports '$data_ports': expected FIRST-LAST" ;;
@@ -265,7 +271,8 @@ boot() {
         -kernel "$image" -append "$append"
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
         "${nic_args[@]}" "${qemu_extra[@]}")
-    log "${command[*]}"
+    # %q quotes each argument, so the logged command can be pasted into a shell.
+    log "$(printf '%q ' "${command[@]}")"
 
     # QEMU runs as a child so that its status can be mapped back and so that
     # ending this script (by PID) also ends QEMU.

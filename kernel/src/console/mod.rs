@@ -93,6 +93,10 @@ pub fn after_log() {
 pub async fn run(context: ConsoleContext, timers: Timers) {
     crate::print!("{PROMPT}");
     set_drawn(true);
+    let (early, length) = serial::take_early_input();
+    for &byte in &early[..length] {
+        handle_byte(&context, byte);
+    }
     loop {
         while let Some(byte) = serial::read_byte() {
             handle_byte(&context, byte);
