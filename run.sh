@@ -66,8 +66,8 @@ EOF
 log() { printf 'run.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 2; }
 
-# Installs a Debian package when a command is missing and we are root;
-# otherwise says exactly what to install.
+# Installs a Debian package when a command is missing and we are root.
+# Otherwise prints exactly what to install.
 ensure_command() {
     local command=$1 package=$2
     command -v "$command" >/dev/null 2>&1 && return 0
@@ -202,9 +202,9 @@ boot() {
     fi
     # Under TCG with a single vCPU, QEMU translates the guest's fences and
     # locked instructions without host barriers, while virtio devices run in
-    # other host threads: a store then a load (publish the avail index, read
-    # the event index) can then pass each other and a notification is lost.
-    # A second vCPU (which the kernel leaves parked) makes QEMU translate
+    # other host threads. A store then a load (publish the avail index, read
+    # the event index) can then pass each other, and a notification is lost.
+    # A second vCPU, which the kernel leaves parked, makes QEMU translate
     # them with real host barriers and atomics.
     local smp=1
     case "$accel" in
@@ -237,7 +237,8 @@ boot() {
             -device "virtio-net-pci,netdev=net0${nic_options:+,$nic_options}")
     fi
 
-    # The guest binds the data ports it is told; they must match the forwards.
+    # The guest binds the data ports on its command line, which must match
+    # the forwards.
     if [ "$data_ports" != 12866-12869 ]; then
         append="netperf_data_ports=$data_ports${append:+ $append}"
     fi

@@ -31,7 +31,7 @@ for firmware in "${firmwares[@]}"; do
             --netperf-port "$(free_port)" --data-ports "$data_port-$data_port" \
             </dev/null >"$log" 2>&1 &
         pid=$!
-        # Retries the connection until the guest answers or 60 s pass.
+        # Retries the connection until the guest echoes a byte or 60 s pass.
         first_byte=$(python3 - "$port" "$start" <<'PYTHON'
 import socket, sys, time
 port, start = int(sys.argv[1]), float(sys.argv[2])

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Boots the kernel once per wait mode and records netperf figures under the
-# accelerator run.sh picks: netperf -N against echo (TCP_RR, UDP_RR),
-# TCP_RR and UDP_RR through the netperf service with latency percentiles,
-# TCP_STREAM and TCP_MAERTS, then the guest's interrupt and notification
-# counters per transaction of one TCP_RR run, read from the console.
+# accelerator run.sh picks:
+# - netperf -N against echo (TCP_RR, UDP_RR);
+# - TCP_RR and UDP_RR through the netperf service, with latency percentiles;
+# - TCP_STREAM and TCP_MAERTS;
+# - the guest's interrupts, notifications and halts per transaction of one
+#   TCP_RR run, read from the console.
 #
 # usage: tools/measure-netperf.sh [SECONDS] [MODE...]   (defaults: 10 irq poll)
 set -euo pipefail

@@ -4,8 +4,9 @@
 //! code and RIP, then end QEMU with the panic status.
 //!
 //! Entry stubs are naked functions: each pushes its vector (and a zero where
-//! the CPU pushes no error code) so that one common path saves the
-//! caller-saved registers and calls Rust with a pointer to the frame.
+//! the CPU pushes no error code) so that one common path, for exceptions and
+//! interrupts alike, saves the caller-saved registers and calls Rust with a
+//! pointer to the frame.
 //!
 //! Vectors 32 to 255 are device and timer interrupts: each has a handler
 //! registered with [`set_handler`], or is counted and logged once as
@@ -153,14 +154,14 @@ macro_rules! exception_stub {
         #[unsafe(naked)]
         extern "C" fn $name() {
             naked_asm!("push 0", "push {vector}", "jmp {common}",
-                vector = const $vector, common = sym exception_common)
+                vector = const $vector, common = sym interrupt_common)
         }
     };
     ($name:ident, $vector:literal, error_code) => {
         #[unsafe(naked)]
         extern "C" fn $name() {
             naked_asm!("push {vector}", "jmp {common}",
-                vector = const $vector, common = sym exception_common)
+                vector = const $vector, common = sym interrupt_common)
         }
     };
 }
@@ -186,28 +187,9 @@ exception_stub!(vector_19, 19);
 exception_stub!(vector_20, 20);
 exception_stub!(vector_21, 21, error_code);
 
-/// Saves the caller-saved registers and calls [`exception_handler`] with the
-/// frame. The CPU aligned the stack to 16 bytes before its five pushes; with
-/// the two stub words and nine registers the call gets the ABI's alignment.
-#[unsafe(naked)]
-extern "C" fn exception_common() {
-    naked_asm!(
-        "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
-        "push r8", "push r9", "push r10", "push r11",
-        "mov rdi, rsp",
-        "cld",
-        "call {handler}",
-        "pop r11", "pop r10", "pop r9", "pop r8",
-        "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
-        "add rsp, 16",
-        "iretq",
-        handler = sym exception_handler,
-    )
-}
-
 /// Reports a CPU exception and ends QEMU: every exception in this kernel is
 /// a bug, because no code relies on one.
-extern "C" fn exception_handler(frame: &ExceptionFrame) {
+fn exception_handler(frame: &ExceptionFrame) -> ! {
     serial::write_fmt_in_panic(format_args!(
         "\nCPU EXCEPTION {} ({}) error code {:#x} at RIP {:#x} (RSP {:#x}, RFLAGS {:#x})\n",
         frame.vector,
@@ -284,7 +266,9 @@ extern "C" {
 }
 
 /// Saves the caller-saved registers, calls [`interrupt_dispatch`] and
-/// returns from the interrupt.
+/// returns from the interrupt. The CPU aligned the stack to 16 bytes before
+/// its five pushes; with the two stub words and nine registers the call
+/// gets the ABI's alignment.
 #[unsafe(naked)]
 extern "C" fn interrupt_common() {
     naked_asm!(
@@ -322,6 +306,9 @@ pub fn count(vector: u8) -> u64 {
 
 extern "C" fn interrupt_dispatch(frame: &ExceptionFrame) {
     let vector = (frame.vector & 0xff) as u8;
+    if vector < FIRST_DEVICE_VECTOR {
+        exception_handler(frame);
+    }
     COUNTS[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
     if vector == crate::apic::SPURIOUS_VECTOR {
         // A spurious APIC interrupt must not be acknowledged with an EOI.

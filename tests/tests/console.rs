@@ -1,5 +1,5 @@
-//! The serial console on a Unix socket: every command answers, counters
-//! move with traffic, barrier and log switches take effect while echo keeps
+//! The serial console on a Unix socket. Every command replies, counters move
+//! with traffic, barrier and log switches take effect while echo keeps
 //! working, bad input gets an error and the usage, and `exit` ends QEMU with
 //! the code given.
 
@@ -48,8 +48,8 @@ fn console_commands_answer_and_switch() {
 
     let switched = console.command("barriers strong", COMMAND_TIMEOUT).unwrap();
     assert!(switched.contains("receive=strong transmit=strong"), "{switched}");
-    let shown = console.command("barriers", COMMAND_TIMEOUT).unwrap();
-    assert!(shown.contains("receive=strong transmit=strong"), "{shown}");
+    let reported = console.command("barriers", COMMAND_TIMEOUT).unwrap();
+    assert!(reported.contains("receive=strong transmit=strong"), "{reported}");
     check_tcp_bulk(&mut guest, 64 * 1024);
     let strong_stats = console.command("stats", COMMAND_TIMEOUT).unwrap();
     let strong_publishes = field(&strong_stats, "barrier", &["queue=1", "site=avail-publish"], "strong").unwrap();

@@ -1,8 +1,9 @@
-//! Interrupt-driven and busy-poll operation: echo and netperf TCP_RR in
-//! both modes, with MSI-X and with INTx, without event-idx, in both barrier
-//! modes; an idle guest in irq mode leaves the host CPU alone; and smoltcp's
-//! timers fire with no traffic at all, so a connection whose peer stops
-//! answering is reset.
+//! Interrupt-driven and busy-poll operation:
+//! - echo and netperf TCP_RR in both modes, with MSI-X and with INTx,
+//!   without event-idx, in both barrier modes;
+//! - an idle guest in irq mode leaves the host CPU alone;
+//! - smoltcp's timers fire with no traffic at all, so a connection whose
+//!   peer goes silent is reset.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -108,13 +109,13 @@ fn idle_guest_in_irq_mode_uses_little_cpu() {
     let share = idle_cpu_share(&guest);
     assert!(share < 0.20, "an idle guest in irq mode used {:.0}% of a core", share * 100.0);
 
-    // The same measurement sees a spinning guest, so it can fail.
+    // The same measurement detects a spinning guest, so it can fail.
     let spinning = Guest::boot_to_listening(GuestOptions { append: "mode=poll".into(), ..GuestOptions::default() });
     let share = idle_cpu_share(&spinning);
     assert!(share > 0.5, "a guest in poll mode used only {:.0}% of a core", share * 100.0);
 }
 
-/// A QEMU monitor on a Unix socket, for `set_link`.
+/// Returns a path for a QEMU monitor socket, for `set_link`.
 fn monitor_path() -> PathBuf {
     std::env::temp_dir().join(format!("vb-monitor-{}.sock", std::process::id()))
 }

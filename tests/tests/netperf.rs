@@ -1,8 +1,9 @@
-//! Unmodified netperf against the guest's netperf service: every test type
-//! in the form netperf 2.7 sends it, with the figures netperf prints checked
-//! against the counts the guest logs, several tests on one control
-//! connection, two clients at once, the services netperf reaches without a
-//! control connection, and hostile control input followed by a normal test.
+//! Unmodified netperf against the guest's netperf service:
+//! - every test type in the form netperf 2.7 sends it, with the figures
+//!   netperf prints checked against the counts the guest logs;
+//! - several tests on one control connection, and two clients at once;
+//! - the services netperf reaches without a control connection;
+//! - hostile control input followed by a normal test.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -20,7 +21,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 /// auto-tunes those buffers up to `net.ipv4.tcp_rmem` and `tcp_wmem`.
 ///
 /// NOTE: 8 MiB is an estimate from runs under TCG on a Debian 12 host,
-/// where about 3 MiB was in flight; a much faster guest fills more.
+/// where about 3 MiB was in flight. A much faster guest fills more.
 const HOST_BUFFER_ALLOWANCE_BYTES: f64 = 8.0 * 1024.0 * 1024.0;
 /// A captured TCP_RR request of netperf 2.7.0 (656 bytes as hex).
 const TCP_RR_CAPTURE: &str = include_str!("../../net/src/netperf/fixtures/tcp_rr.txt");
@@ -148,11 +149,11 @@ fn connect_and_stream_tests() {
     check_timing(&report, TEST_SECONDS, Duration::from_secs(10));
     check_count(&guest, "TCP_STREAM", &report, report.rate * 1e6 / 8.0 * report.elapsed_seconds, "bytes");
 
-    // TCP_MAERTS: netperf counts what it read, the guest what it sent. When
-    // netperf's timer fires, what QEMU's user network and the host's
-    // auto-tuned socket buffers still hold (a few MiB at most) is counted by
-    // the guest only, so the guest's count may exceed netperf's by that
-    // much, but never fall short of it.
+    // TCP_MAERTS: netperf counts what it read, the guest what it sent. Data
+    // still in QEMU's user network and the host's auto-tuned socket buffers
+    // when netperf's timer fires (a few MiB) is counted by the guest only.
+    // So the guest's count may exceed netperf's by that much, but never
+    // fall short of it.
     let report = netperf(&control_arguments(&guest, "TCP_MAERTS", TEST_SECONDS), 4);
     check_timing(&report, TEST_SECONDS, Duration::from_secs(10));
     let received = report.rate * 1e6 / 8.0 * report.elapsed_seconds;
@@ -191,7 +192,8 @@ fn latency_output_and_remote_cpu() {
         .collect();
     assert_eq!(values.len(), 5, "unexpected -o output: {}", run.stdout);
     assert!(values.iter().all(|value| *value > 0.0), "non-positive figures: {}", run.stdout);
-    assert!(values[0] <= values[2] && values[2] <= values[3], "min <= p50 <= p99 fails: {}", run.stdout);
+    assert!(values[0] <= values[2], "min above p50: {}", run.stdout);
+    assert!(values[2] <= values[3], "p50 above p99: {}", run.stdout);
     assert!(start.elapsed() < Duration::from_secs(10));
 
     // -C: the guest measures its CPU from halted time and reports it.
@@ -205,7 +207,8 @@ fn latency_output_and_remote_cpu() {
         .find(|line| line.split_whitespace().count() >= 8 && line.split_whitespace().all(|word| word.parse::<f64>().is_ok()))
         .unwrap_or_else(|| panic!("no CPU result line:\n{}", report.output));
     let remote_cpu: f64 = cpu_line.split_whitespace().nth(7).unwrap().parse().unwrap();
-    assert!(remote_cpu > 0.0 && remote_cpu <= 100.0, "remote CPU {remote_cpu}% out of range:\n{}", report.output);
+    assert!(remote_cpu > 0.0, "remote CPU {remote_cpu}% not measured:\n{}", report.output);
+    assert!(remote_cpu <= 100.0, "remote CPU {remote_cpu}% above 100%:\n{}", report.output);
 }
 
 #[test]
@@ -259,7 +262,7 @@ fn serv_errno(reply: &[u8]) -> i32 {
 
 #[test]
 fn hostile_control_input_then_normal_test() {
-    let mut guest = Guest::boot_to_listening(GuestOptions { console_socket: true, ..GuestOptions::default() });
+    let guest = Guest::boot_to_listening(GuestOptions { console_socket: true, ..GuestOptions::default() });
     let control = std::net::SocketAddr::from(([127, 0, 0, 1], guest.ports().netperf_control));
     let connect = || TcpStream::connect_timeout(&control, COMMAND_TIMEOUT).expect("control port accepts");
 
