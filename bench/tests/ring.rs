@@ -176,7 +176,8 @@ fn short_run_writes_report_csv_and_plots() {
     for plot in &run.files.plots {
         let svg = fs::read_to_string(plot).unwrap_or_else(|error| panic!("{}: {error}", plot.display()));
         assert!(svg.starts_with("<svg"), "{}", plot.display());
-        assert!(svg.contains("weak") && svg.contains("strong"), "{} lacks a legend", plot.display());
+        assert!(svg.contains("weak"), "{} lacks the weak legend", plot.display());
+        assert!(svg.contains("strong"), "{} lacks the strong legend", plot.display());
         let name = plot.file_name().and_then(|name| name.to_str()).expect("file name");
         assert!(report.contains(name), "report.md does not link {name}");
     }

@@ -10,7 +10,7 @@ use linked_list_allocator::LockedHeap;
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
 
-/// Memory below 1 MiB holds firmware tables and the real-mode area.
+/// Memory below 1 MiB contains firmware tables and the real-mode area.
 const LOW_MEMORY_END: u64 = 0x10_0000;
 /// The boot page tables identity-map only the first 4 GiB.
 const IDENTITY_MAPPED_END: u64 = 0x1_0000_0000;

@@ -132,8 +132,8 @@ pub fn setup_msix(function: &Function, access: &impl ConfigRegionAccess) -> Opti
 
 /// GSIs that PCI INTx lines reach on QEMU's machines in APIC mode: PIRQ A-H
 /// on q35 (GSI 16-23), and the PIIX3 link interrupts on pc. Reading the
-/// exact routing needs the ACPI `_PRT` method and so an AML interpreter;
-/// routing every candidate to the handler works because it checks the
+/// exact routing needs the ACPI `_PRT` method and so an AML interpreter.
+/// Routing every candidate to the handler works because it checks the
 /// device's ISR status register and ignores interrupts that are not its own.
 const Q35_INTX_GSIS: &[u32] = &[16, 17, 18, 19, 20, 21, 22, 23];
 const PC_INTX_GSIS: &[u32] = &[5, 9, 10, 11];

@@ -107,7 +107,7 @@ fn map_one(mapper: &mut OffsetPageTable, address: u64, flags: PageTableFlags) ->
                 return Ok(());
             }
             // SAFETY: the page stays mapped to the same frame; only its
-            // caching attributes change, for a device range that holds no RAM.
+            // caching attributes change, for a device range that contains no RAM.
             let flush = unsafe { mapper.update_flags(page, flags) }
                 .map_err(|_| PagingError::UnexpectedMapping { address })?;
             flush.flush();

@@ -69,14 +69,16 @@ impl Stack {
             Config::new(HardwareAddress::Ethernet(EthernetAddress(config.mac_address)));
         interface_config.random_seed = config.random_seed;
         let mut interface = Interface::new(interface_config, device, clock());
+        let address = IpCidr::new(config.address.into(), config.prefix_length);
         interface.update_ip_addrs(|addresses| {
-            // The vector holds one address; a second push cannot happen here.
-            let _ = addresses.push(IpCidr::new(config.address.into(), config.prefix_length));
+            if addresses.push(address).is_err() {
+                log::error!("interface address {address} not added: the address list is full");
+            }
         });
         if let Some(gateway) = config.gateway {
-            // Replacing the (absent) previous default route cannot fail for
-            // lack of room: the route table starts empty.
-            let _ = interface.routes_mut().add_default_ipv4_route(gateway);
+            if let Err(error) = interface.routes_mut().add_default_ipv4_route(gateway) {
+                log::error!("default route via {gateway} not added: {error:?}");
+            }
         }
         Self {
             inner: Rc::new(RefCell::new(StackInner {

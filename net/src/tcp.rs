@@ -3,8 +3,8 @@
 //!
 //! smoltcp has no accept queue: a socket in LISTEN becomes the connection.
 //! [`TcpListener`] therefore keeps several sockets listening on its port and
-//! replaces each one it hands out, so that connections arriving together are
-//! all answered.
+//! replaces each one it hands out, so that connections arriving together all
+//! complete their handshake.
 
 use alloc::collections::VecDeque;
 use core::future::poll_fn;
@@ -18,7 +18,7 @@ use crate::stack::{Stack, TCP_BUFFER_BYTES};
 use crate::NetError;
 
 /// How long the peer of an accepted connection may stay silent (no data,
-/// no acknowledgement, no answer to keep-alive probes) before smoltcp
+/// no acknowledgement, no reply to keep-alive probes) before smoltcp
 /// resets the connection.
 pub const PEER_SILENCE_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(15);
 /// Interval of keep-alive probes on an idle accepted connection.
@@ -73,8 +73,8 @@ impl TcpListener {
     }
 
     /// Moves sockets that received a SYN to `pending` and tops the listening
-    /// set up again, so that connections keep being answered while earlier
-    /// ones finish their handshakes.
+    /// set up again, so that new connections keep completing their handshakes
+    /// while earlier ones finish theirs.
     fn refill(&mut self) -> Result<(), NetError> {
         let stack = &self.stack;
         let pending = &mut self.pending;

@@ -68,7 +68,7 @@ impl Device for CableEnd {
     }
 }
 
-/// A clock that advances 100 µs on every reading, so that timers fire in
+/// Returns a time that advances 100 µs on every call, so that timers fire in
 /// tests without sleeping.
 pub fn stepping_clock() -> Instant {
     use core::sync::atomic::{AtomicI64, Ordering};

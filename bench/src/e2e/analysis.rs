@@ -24,7 +24,7 @@ const PERMUTATIONS: usize = 10_000;
 /// A trial's configuration, its row and, when it succeeded, its counters.
 #[derive(Clone, Debug)]
 pub struct TrialOutcome {
-    /// What ran.
+    /// Combination that ran.
     pub config: TrialConfig,
     /// The `trials.csv` row.
     pub row: TrialRow,

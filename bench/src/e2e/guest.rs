@@ -46,7 +46,7 @@ const DATA_PORTS: u16 = 4;
 /// The guest's netperf control port, reached directly on the tap network.
 const NETPERF_CONTROL_PORT: u16 = 12865;
 
-/// How the host reaches a guest.
+/// Network path from the host to a guest.
 #[derive(Clone, Copy, Debug)]
 pub enum GuestNetwork<'a> {
     /// User-mode networking, forwarded from free ports on 127.0.0.1.
@@ -55,7 +55,7 @@ pub enum GuestNetwork<'a> {
     Tap(&'a TapNetwork),
 }
 
-/// What to boot.
+/// Boot settings of one guest.
 #[derive(Clone, Debug)]
 pub struct GuestSetup<'a> {
     /// Kernel command line (`--append`), such as `barriers=weak mode=irq`.

@@ -78,7 +78,7 @@ pub enum E2eError {
     NetperfFailed {
         /// Exit status.
         status: String,
-        /// What it printed.
+        /// Output it printed.
         output: String,
     },
     /// netperf's output lacked a figure.
@@ -90,7 +90,7 @@ pub enum E2eError {
     },
     /// A guest did not come up, faulted or exited.
     Boot {
-        /// What happened.
+        /// Description of the failure.
         problem: String,
         /// The end of the guest's output.
         output: String,
@@ -106,7 +106,7 @@ pub enum E2eError {
     Record {
         /// The command.
         command: &'static str,
-        /// What was missing.
+        /// Description of the missing piece.
         source: RecordError,
     },
     /// A queue did not run in the trial's mode.

@@ -82,7 +82,7 @@ impl NetperfFigures {
 /// netperf output without the figures a trial needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetperfParseError {
-    /// What was wrong.
+    /// Description of the problem.
     pub problem: String,
     /// The whole output.
     pub output: String,

@@ -76,7 +76,7 @@ impl fmt::Display for NetperfTest {
     }
 }
 
-/// How the host reaches the guest.
+/// Network path from the host to the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum NetworkKind {
     /// QEMU user-mode networking with ports forwarded on 127.0.0.1.
@@ -219,7 +219,7 @@ impl fmt::Display for MessageSizes {
     }
 }
 
-/// What one trial runs.
+/// Combination one trial runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TrialConfig {
     /// netperf test.

@@ -96,12 +96,12 @@ pub enum RecordError {
         record: String,
         /// Field name.
         key: &'static str,
-        /// What the line contained, or `<missing>`.
+        /// Text of the line, or `<missing>`.
         value: String,
     },
     /// No record of this name (and filter) was printed.
     MissingRecord {
-        /// What was looked for, such as `queue name=transmit`.
+        /// Record searched for, such as `queue name=transmit`.
         record: String,
     },
 }
@@ -398,7 +398,7 @@ fn queue_index(record: &Record<'_>, key: &'static str) -> Result<u16, RecordErro
         .ok_or_else(|| record.missing(key))
 }
 
-/// What changed in the guest between two `stats` snapshots.
+/// Changes in the guest between two `stats` snapshots.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StatsDelta {
     /// Receive queue counters.

@@ -14,7 +14,7 @@ use super::options::{Mode, TrialConfig};
 use super::records::{CycleHistogram, DriverPath, StatsDelta, RECEIVE_QUEUE, TRANSMIT_QUEUE};
 use super::E2eError;
 
-/// What one successful trial measured.
+/// Measurements of one successful trial.
 #[derive(Clone, Debug)]
 pub struct Measurement {
     /// netperf's figures.
@@ -77,7 +77,7 @@ pub fn measure(guest: &mut TrialGuest, config: &TrialConfig, seconds: u32) -> Re
     })
 }
 
-/// Where a trial sits in the run.
+/// Position of a trial in the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrialPosition {
     /// 1-based trial number in run order.

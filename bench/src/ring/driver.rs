@@ -134,7 +134,7 @@ pub struct Samples {
     pub rearm: Vec<u64>,
 }
 
-/// What the driver measured in one trial.
+/// Measurements the driver took in one trial.
 #[derive(Clone, Debug)]
 pub struct DriverOutcome {
     /// Samples of the round trips without faults.
@@ -156,7 +156,7 @@ pub struct DriverOutcome {
     pub pending_rechecks: u64,
     /// Faults (ablation runs only).
     pub faults: FaultCounts,
-    /// Why the trial ended before its last round trip, if it did.
+    /// Reason the trial ended before its last round trip, if it did.
     pub ended_early: Option<String>,
 }
 
@@ -174,7 +174,7 @@ struct Completion {
     length: UsedLength,
 }
 
-/// How a round trip ended.
+/// Outcome of one round trip.
 enum RoundTrip {
     /// Every chain came back: latency, submit, completion and re-arm ticks.
     Completed([u64; 4]),
@@ -182,7 +182,7 @@ enum RoundTrip {
     CannotContinue(String),
 }
 
-/// How a stalled wait ended.
+/// Outcome of a stalled wait.
 enum StallOutcome {
     /// Chains are in the used ring: poll them.
     Poll,

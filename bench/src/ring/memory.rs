@@ -45,7 +45,7 @@ unsafe impl Sync for GuestRegion {}
 pub struct RegionError {
     /// Requested size.
     pub size_bytes: usize,
-    /// What `vm-memory` reported.
+    /// Error text `vm-memory` reported.
     pub message: String,
 }
 
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(region.translate(ptr.as_ptr() as u64, 8), None, "a host pointer is no guest address");
         assert_eq!(region.translate(GUEST_BASE + (1 << 16) - 4, 8), None);
 
-        // vm-memory sees the same bytes at the same guest address.
+        // vm-memory reads the same bytes at the same guest address.
         // SAFETY: `ptr` is a live 8-byte allocation aligned to 8.
         unsafe { ptr.as_ptr().cast::<u64>().write_volatile(0x1122_3344) };
         let read: u64 = region.memory().read_obj(GuestAddress(address)).expect("mapped");

@@ -86,7 +86,7 @@ pub enum RingError {
     GuestMemory {
         /// Requested size.
         size_bytes: usize,
-        /// What `vm-memory` reported.
+        /// Error text `vm-memory` reported.
         message: String,
     },
     /// The guest memory region had no room for the buffers.
@@ -105,7 +105,7 @@ pub enum RingError {
     Stall {
         /// Round trip, counting warm-up ones from 0.
         round_trip: u64,
-        /// What the rings show.
+        /// State of the rings at the stall.
         diagnosis: String,
         /// Avail idx the device can see.
         published_avail_idx: u16,
@@ -120,7 +120,7 @@ pub enum RingError {
     WrongCompletion {
         /// Sequence number (token) of the chain.
         sequence: u64,
-        /// What was wrong.
+        /// Description of the fault.
         problem: String,
     },
     /// A trial thread panicked.

@@ -11,7 +11,7 @@ use super::trial::TrialResult;
 use crate::stats::{percentiles, LogHistogram, Percentiles};
 use crate::tsc::TscFrequency;
 
-/// Where a trial ran in the run.
+/// Position of a trial in the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrialPosition {
     /// 1-based index in run order.
@@ -150,7 +150,7 @@ pub struct TrialRow {
     pub queue_errors: u64,
     /// Round trips with a fault, not sampled.
     pub faulted_round_trips: u64,
-    /// Why the trial stopped early, or empty.
+    /// Reason the trial stopped early, or empty.
     pub ended_early: String,
     /// Steal time of the machine during the trial.
     pub steal_ms: f64,

@@ -29,7 +29,7 @@ pub struct CorePair {
 /// Everything one trial measured.
 #[derive(Clone, Debug)]
 pub struct TrialResult {
-    /// What ran.
+    /// Configuration that ran.
     pub config: RingConfig,
     /// Ring shape and run lengths.
     pub shape: TrialShape,

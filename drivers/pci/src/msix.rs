@@ -34,7 +34,7 @@ const ENTRY_VECTOR_CONTROL: usize = 12;
 /// Vector Control: the vector is masked.
 const VECTOR_MASKED: u32 = 1;
 
-/// Why MSI-X cannot be used on a function.
+/// Error that makes MSI-X unusable on a function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MsixError {
     /// The table or PBA names a BAR that is absent or not a memory BAR.
@@ -293,7 +293,7 @@ mod tests {
         for entry in 0..3 {
             memory[entry * 4 + 3] = VECTOR_MASKED;
         }
-        // SAFETY: the vector holds three 16-byte entries and outlives `table`.
+        // SAFETY: the vector contains three 16-byte entries and outlives `table`.
         let table = unsafe { MsixTable::new(memory.as_mut_ptr().cast(), 3) };
         let message = MsiMessage { address: 0x1_fee0_1000, data: 0x42 };
         table.program(2, message).unwrap();
